@@ -1,0 +1,3 @@
+"""EmoReason: explainable multimodal emotion reasoning over video clips."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Domain knowledge defined once: the FACS Action Unit table and the emotion taxonomy."""
