@@ -1,0 +1,217 @@
+"""Supervised fine-tuning on chain-of-thought rows with TRL's ``SFTTrainer``; also the model loading shared by GRPO and
+synthesis.
+
+Text path (any causal LM): the clip's evidence is rendered as text in the prompt
+(:func:`emoreason.data.builder.prompt_messages`) and the answer is the completion, so the loss covers the answer only.
+LoRA adapters go on the LLM (``lora_target_modules``); ``lora_modules_to_save`` trains named modules in full (the
+multimodal model's encoders and compressor). ``load_in_4bit`` loads the LLM in 4-bit NF4 for QLoRA (CUDA only).
+Training resumes from the last checkpoint in ``output_dir`` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emoreason.data.builder import load_rows, prompt_messages
+from emoreason.errors import ConfigError, ModelError
+from emoreason.io import atomic_write_text
+from emoreason.training.config import EmoArguments, EmoSFTConfig
+
+log = logging.getLogger(__name__)
+
+MULTIMODAL_MODEL_TYPE = "emoreason"
+
+
+def quantization_config(args: EmoArguments) -> Any:
+    """The bitsandbytes 4-bit config for QLoRA, or ``None``; a clear error where QLoRA cannot run."""
+    if not args.load_in_4bit:
+        return None
+    if not torch.cuda.is_available():
+        raise ConfigError("load_in_4bit (QLoRA) needs a CUDA GPU; this machine has none. Set load_in_4bit: false.")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError("load_in_4bit needs bitsandbytes: pip install 'emoreason[qlora]'") from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def resolve_evidence_mode(args: EmoArguments, model_type: str) -> str:
+    multimodal = model_type == MULTIMODAL_MODEL_TYPE
+    if args.evidence_mode == "auto":
+        return "model" if multimodal else "text"
+    if args.evidence_mode == "model" and not multimodal:
+        raise ConfigError(f"evidence_mode 'model' needs an EmoReason checkpoint; this model is {model_type!r}")
+    return args.evidence_mode
+
+
+def load_model_and_tokenizer(args: EmoArguments, dtype: torch.dtype | None = None) -> tuple[Any, Any, str]:
+    """The model, its tokenizer (or processor) and the evidence mode, from ``args.model_name_or_path``."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(args.model_name_or_path)
+    if not path.exists():
+        raise ModelError("model folder not found (no hub downloads here: give a local folder)", path)
+    kw = {"gguf_file": args.gguf_file} if args.gguf_file else {}
+    try:
+        config = AutoConfig.from_pretrained(path, **kw)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read the model config: {e}", path) from None
+    mode = resolve_evidence_mode(args, config.model_type)
+    if mode == "model":
+        return (*_load_multimodal(args, config, dtype), mode)
+    if args.use_compressor is not None or args.num_experts is not None:
+        raise ConfigError(
+            "use_compressor/num_experts are EmoReason model switches; this model is " + config.model_type
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ModelError("the tokenizer has no chat template; the text path needs one", path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype or torch.float32, quantization_config=quantization_config(args), **kw
+    )
+    if args.gguf_file:  # weights are dequantised fp32 now; let save_pretrained write them
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model, tokenizer, mode
+
+
+def _load_multimodal(args: EmoArguments, config: Any, dtype: torch.dtype | None) -> tuple[Any, Any]:
+    try:
+        import emoreason.models.emoreason as mm  # noqa: F401  (registers the Auto classes)
+    except ImportError as e:
+        raise ModelError(f"the EmoReason model package is not available: {e}") from None
+    raise ModelError(
+        "training the multimodal EmoReason model is not wired yet; use a causal LM with evidence_mode: text",
+        args.model_name_or_path,
+    )
+
+
+def lora_config(args: EmoArguments) -> Any:
+    """The peft LoRA config of a recipe, or ``None`` for full fine-tuning."""
+    if not args.use_lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=list(args.lora_target_modules),
+        modules_to_save=list(args.lora_modules_to_save) or None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def text_dataset(
+    args: EmoArguments,
+    *,
+    with_completion: bool,
+    evidence_formatter: Callable | None = None,
+    files: list[str] | None = None,
+) -> Any:
+    """A ``datasets.Dataset`` of conversational prompts (plus completions for SFT) and the label columns rewards read."""
+    from datasets import Dataset
+
+    rows = load_rows(files if files is not None else args.train_files, require_answer=with_completion)
+    if args.max_train_samples is not None:
+        rows = rows[: args.max_train_samples]
+    records = []
+    for row in rows:
+        rec = {
+            "id": row["id"],
+            "prompt": prompt_messages(
+                row,
+                evidence_formatter=evidence_formatter,
+                system_prompt=args.system_prompt,
+                user_prompt=args.user_prompt,
+            ),
+            "emotion": row.get("emotion"),
+            "compound": row.get("compound"),
+            "aus": row.get("aus"),
+            "evidence": row["evidence"],
+            "caption": row.get("caption"),
+        }
+        if with_completion:
+            rec["completion"] = [{"role": "assistant", "content": row["answer"]}]
+        records.append(rec)
+    return Dataset.from_list(records)
+
+
+def last_checkpoint(args: Any) -> str | None:
+    """The checkpoint to resume from: ``resume_from_checkpoint`` if set, else the newest in ``output_dir``."""
+    if args.resume_from_checkpoint:
+        return args.resume_from_checkpoint
+    if not args.auto_resume or not Path(args.output_dir).is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(args.output_dir)
+    if found:
+        log.info("resuming from %s", found)
+    return found
+
+
+def save_outputs(trainer: Any, args: EmoArguments, summary: dict) -> dict:
+    """Save the adapter/model (and the merged model for LoRA), the tokenizer and a summary JSON."""
+    out = Path(trainer.args.output_dir)
+    trainer.save_model(str(out))
+    model = trainer.model
+    if args.use_lora and args.save_merged and hasattr(model, "merge_and_unload") and not args.load_in_4bit:
+        merged = model.merge_and_unload()
+        merged.save_pretrained(out / "merged")
+        trainer.processing_class.save_pretrained(out / "merged")
+        summary["merged"] = str(out / "merged")
+    summary["output_dir"] = str(out)
+    atomic_write_text(out / "emoreason_train.json", json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def run_sft(args: EmoSFTConfig, evidence_formatter: Callable | None = None) -> dict:
+    """Train with SFT; returns a summary (loss, steps, where the model went)."""
+    from trl import SFTTrainer
+
+    model, tokenizer, mode = load_model_and_tokenizer(args)
+    if mode != "text":
+        raise ModelError("only the text path is wired for SFT so far", args.model_name_or_path)
+    train = text_dataset(args, with_completion=True, evidence_formatter=evidence_formatter)
+    evals = (
+        text_dataset(args, with_completion=True, evidence_formatter=evidence_formatter, files=args.eval_files)
+        if args.eval_files
+        else None
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train.remove_columns(["emotion", "compound", "aus", "evidence", "caption", "id"]),
+        eval_dataset=evals.remove_columns(["emotion", "compound", "aus", "evidence", "caption", "id"])
+        if evals
+        else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(args),
+    )
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(args))
+    summary = {
+        "stage": "sft",
+        "model": args.model_name_or_path,
+        "train_rows": len(train),
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "log_history": trainer.state.log_history,
+    }
+    return save_outputs(trainer, args, summary)
