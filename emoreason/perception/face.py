@@ -142,7 +142,28 @@ class FaceDetector:
         self._canvas = np.zeros((self.SIZE, self.SIZE, 3), np.float32)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """All faces in an RGB uint8 frame, best first."""
+        """All faces in an RGB uint8 frame, best first.
+
+        The whole frame is letterboxed first. Short-range BlazeFace misses faces under ~1/8 of the long side, so when a
+        wide or tall frame gives nothing, overlapping square tiles along its long side are searched too (this costs one
+        detector run per tile, and only on frames without a face).
+        """
+        h, w = rgb.shape[:2]
+        dets = self._detect_region(rgb, 0, 0)
+        short, long_ = min(h, w), max(h, w)
+        if dets or long_ < 1.25 * short:
+            return dets
+        n_tiles = int(np.ceil(long_ / short)) + 1
+        starts = np.linspace(0, long_ - short, n_tiles).round().astype(int)
+        found: list[Detection] = []
+        for s0 in starts:
+            tile = rgb[:, s0 : s0 + short] if w > h else rgb[s0 : s0 + short]
+            for d in self._detect_region(tile, s0 if w > h else 0, 0 if w > h else s0):
+                if all(box_iou(d.box, f.box[None])[0] < self.iou_threshold for f in found):
+                    found.append(d)
+        return sorted(found, key=lambda d: -d.score)
+
+    def _detect_region(self, rgb: np.ndarray, ox: int, oy: int) -> list[Detection]:
         h, w = rgb.shape[:2]
         s = self.SIZE / max(h, w)
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
@@ -166,8 +187,8 @@ class FaceDetector:
         dets = []
         for box, pts, score in weighted_nms(boxes, scores, points, self.iou_threshold):
             # canvas units [0, 1] -> frame pixels
-            box = (box * self.SIZE - [px, py, px, py]) / s
-            pts = (pts * self.SIZE - [px, py]) / s
+            box = (box * self.SIZE - [px, py, px, py]) / s + [ox, oy, ox, oy]
+            pts = (pts * self.SIZE - [px, py]) / s + [ox, oy]
             dets.append(Detection(box=box.astype(np.float32), keypoints=pts.astype(np.float32), score=score))
         return dets
 
@@ -323,6 +344,8 @@ class FaceTracker:
     max_missed: int = 10
     switch_after: int = 3
     iou_same: float = 0.3
+    main_score: float = 0.4  # detector score needed to start a track (the mesh must confirm it too)
+    other_score: float = 0.3  # lower score at which another face counts, once the mesh confirms it
     detector: FaceDetector = field(init=False)
     mesh: FaceMesh = field(init=False)
     track: _Track | None = field(init=False, default=None)
@@ -333,7 +356,7 @@ class FaceTracker:
     def __post_init__(self) -> None:
         if self.detect_every < 1 or self.max_missed < 0:
             raise ValueError("detect_every must be >= 1 and max_missed >= 0")
-        self.detector = FaceDetector(num_threads=self.num_threads)
+        self.detector = FaceDetector(num_threads=self.num_threads, score_threshold=self.other_score)
         self.mesh = FaceMesh(num_threads=self.num_threads)
 
     def _mesh_on(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float] | None:
@@ -346,10 +369,11 @@ class FaceTracker:
             return self._miss(None)
         tr = self.track
         hit = self._mesh_on(rgb, tr.roi) if tr is not None else None
-        dets = None
+        dets, n = None, None
         if tr is None or hit is None or i % self.detect_every == 0:
             dets = self.detector.detect(rgb)
-        n = None if dets is None else len(dets)
+            n = self._count_faces(rgb, dets)
+            dets = [d for d in dets if d.score >= self.main_score]
         if hit is not None:
             box = landmarks_box(hit[0])
             if dets:
@@ -360,6 +384,13 @@ class FaceTracker:
         if not dets:
             return self._miss(n)
         return self._from_detection(rgb, dets, n)
+
+    def _count_faces(self, rgb: np.ndarray, dets: list[Detection]) -> int:
+        """Faces in the frame: confident detections, plus weaker ones the mesh confirms (a second face in the frame
+        lowers the detector's score for the smaller one)."""
+        n = sum(d.score >= self.main_score for d in dets)
+        weak = [d for d in dets if d.score < self.main_score]
+        return n + sum(self._mesh_on(rgb, roi_from_detection(d)) is not None for d in weak[:3])
 
     def _challenge(self, rgb: np.ndarray, box: np.ndarray, dets: list[Detection]) -> None:
         """Count detector passes on which another face clearly outranks the main one; replace the track after enough."""

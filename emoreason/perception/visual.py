@@ -141,7 +141,7 @@ def analyze_frames(
         flags.append(QualityFlag(code="no_face", message=f"no face found in any of the {n} analysed frames"))
     else:
         poses = [HeadPose(yaw=round(float(p[0]), 2), pitch=round(float(p[1]), 2), roll=round(float(p[2]), 2))
-                 if ok else None for p, ok in zip(pose_all, present)]  # fmt: skip
+                 if ok else None for p, ok in zip(pose_all, present, strict=True)]  # fmt: skip
         face = FaceTrack(times=times, present=present.tolist(), boxes=boxes, scores=scores, poses=poses,
                          coverage=round(coverage, 4), max_faces=max(n_faces, default=1),
                          track_switches=tracker.switches)  # fmt: skip
