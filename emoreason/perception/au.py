@@ -86,6 +86,7 @@ RESTING_SIDE: dict[str, str] = {
     "lip_gap": "low", "jaw_opening": "low", "chin_height": "high", "corner_depth": "low",
 }  # fmt: skip
 _REST_PERCENTILE = {"low": 10.0, "high": 90.0, "mid": 30.0}
+NOISE_SD = 0.5  # 10-90 % range of a still face's features (mesh jitter) stays below this many population SDs
 MAX_SHIFT_SD = 1.5  # per-clip adaptation moves the neutral at most this many population SDs from the prior
 
 # AU -> terms (feature, sign, change in IOD units per intensity point, weight). A term's activation is
@@ -161,10 +162,11 @@ def geometry_features(landmarks: np.ndarray) -> np.ndarray:
 def neutral_reference(features: np.ndarray) -> dict[str, float]:
     """Per-feature neutral values for one clip: the prior, moved toward the clip's resting value by the clip's variation.
 
-    For each feature, ``rest`` is a percentile of the clip on the feature's resting side and ``spread`` its 10-90 %
-    range. The neutral is ``prior + w * (rest - prior)`` with ``w = spread / (spread + population SD)``, the move clipped
-    to ``MAX_SHIFT_SD`` population SDs. A face that never changes has ``spread`` ~ 0, so its neutral stays the prior and
-    an expression held all along keeps its intensity; a clip that moves a lot earns most of its own resting value.
+    For each feature, ``rest`` is a percentile of the clip on the feature's resting side and ``excess`` its 10-90 %
+    range beyond mesh jitter (``NOISE_SD`` population SDs). The neutral is ``prior + w * (rest - prior)`` with
+    ``w = excess / (excess + population SD)``, the move clipped to ``MAX_SHIFT_SD`` population SDs. A face that never
+    changes has ``excess`` = 0, so its neutral is the prior and an expression held all along keeps its intensity; a clip
+    that moves a lot earns most of its own resting value.
     """
     feats = np.asarray(features, dtype=np.float64)
     ok = ~np.isnan(feats).any(axis=1)
@@ -176,14 +178,15 @@ def neutral_reference(features: np.ndarray) -> dict[str, float]:
         prior, sd = NEUTRAL_PRIOR[name], PRIOR_SPREAD[name]
         col = feats[:, j]
         rest = float(np.percentile(col, _REST_PERCENTILE[RESTING_SIDE[name]]))
-        spread = float(np.percentile(col, 90) - np.percentile(col, 10))
-        w = spread / (spread + sd)
+        excess = max(float(np.percentile(col, 90) - np.percentile(col, 10)) - NOISE_SD * sd, 0.0)
+        w = excess / (excess + sd)
         ref[name] = prior + float(np.clip(w * (rest - prior), -MAX_SHIFT_SD * sd, MAX_SHIFT_SD * sd))
     return ref
 
 
 def _smooth(x: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average along axis 0 that ignores NaN (NaN stays NaN where the input is NaN)."""
+    window = min(window, x.shape[0] - 1 + x.shape[0] % 2)  # odd and no longer than the series
     if window <= 1:
         return x.copy()
     valid = ~np.isnan(x)

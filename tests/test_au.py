@@ -1,0 +1,111 @@
+"""Geometric AU intensities, the neutral reference (population prior + per-clip adaptation) and AU events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emoreason.knowledge.facs import PERCEIVED_AUS
+from emoreason.perception import au
+from emoreason.perception.face import FaceDetector, FaceMesh, roi_from_detection
+from emoreason.perception.visual import analyze_frames
+from tests import media_factory as mf
+
+
+@pytest.fixture(scope="module")
+def astronaut_mesh() -> np.ndarray:
+    img = mf.astronaut()
+    (det,) = FaceDetector().detect(img)
+    lm, _ = FaceMesh().run(img, roi_from_detection(det))
+    return lm
+
+
+def test_rules_cover_the_perceived_aus_and_features():
+    assert set(au.AU_RULES) == set(PERCEIVED_AUS)
+    assert set(au.NEUTRAL_PRIOR) == set(au.FEATURES) == set(au.PRIOR_SPREAD) == set(au.RESTING_SIDE)
+    for terms in au.AU_RULES.values():
+        assert all(name in au.FEATURES and unit > 0 for name, _, unit, _ in terms)
+
+
+def test_features_ignore_head_rotation_and_scale(astronaut_mesh):
+    """Pose normalisation: a rotated (yaw 20, pitch 10, roll 15 deg), scaled, shifted mesh gives the same features."""
+    a, b, c = np.radians([20.0, 10.0, 15.0])
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    moved = (astronaut_mesh @ (rz @ rx @ ry).T) * 2.5 + [300.0, -40.0, 7.0]
+    f0 = au.geometry_features(astronaut_mesh)
+    f1 = au.geometry_features(moved)
+    assert np.allclose(f0, f1, atol=1e-6)
+
+
+def test_nan_landmarks_give_nan_features_and_none_intensities(astronaut_mesh):
+    lm = np.stack([astronaut_mesh, np.full_like(astronaut_mesh, np.nan), astronaut_mesh])
+    feats = au.geometry_features(lm)
+    assert np.isnan(feats[1]).all() and not np.isnan(feats[0]).any()
+    series = au.au_series([0.0, 0.04, 0.08], feats, fps=25)
+    assert series.intensities["AU12"][1] is None and series.intensities["AU12"][0] is not None
+
+
+def test_whole_clip_smile_is_not_erased(astronaut_mesh):
+    """A still smiling face: the per-clip neutral stays at the prior, so AU12 and AU6 keep clear intensities."""
+    feats = np.repeat(au.geometry_features(astronaut_mesh), 50, axis=0)
+    feats += np.random.default_rng(0).normal(0, 0.002, feats.shape)  # mesh jitter
+    ref = au.neutral_reference(feats)
+    for name in au.FEATURES:
+        assert abs(ref[name] - au.NEUTRAL_PRIOR[name]) < 0.35 * au.PRIOR_SPREAD[name]
+    inten = au.au_intensities(feats, ref, fps=25)
+    mean = dict(zip(PERCEIVED_AUS, inten.mean(0), strict=True))
+    top = sorted(mean, key=mean.get, reverse=True)[:5]
+    assert "AU12" in top and "AU6" in top
+    assert mean["AU12"] >= 1.5 and mean["AU6"] >= 1.5
+    assert mean["AU15"] == 0 and mean["AU43"] == 0 and mean["AU4"] < 0.5
+
+
+def test_lively_clip_adapts_toward_its_own_neutral_within_bounds():
+    """A clip that moves a lot earns its own resting value; the move from the prior is bounded."""
+    j = au.FEATURES.index("corner_height")
+    feats = np.tile(np.array([au.NEUTRAL_PRIOR[n] for n in au.FEATURES]), (200, 1))
+    person_rest = au.NEUTRAL_PRIOR["corner_height"] + 0.03  # this person's mouth corners rest a little higher
+    feats[:, j] = person_rest
+    feats[100:, j] = person_rest + 0.12  # then smiles for half the clip
+    ref = au.neutral_reference(feats)
+    moved = ref["corner_height"] - au.NEUTRAL_PRIOR["corner_height"]
+    assert 0.01 < moved <= au.MAX_SHIFT_SD * au.PRIOR_SPREAD["corner_height"] + 1e-9
+    inten = au.au_intensities(feats, ref, fps=25)
+    k = PERCEIVED_AUS.index("AU12")
+    assert inten[150, k] > inten[50, k] + 1.0
+
+
+def test_events_on_a_synthetic_series():
+    t = np.arange(100) / 25.0
+    v = np.zeros(100)
+    v[25:50] = np.linspace(0.5, 4.0, 25)  # rises from t=1.0 to a peak at t=1.96
+    v[50:75] = np.linspace(3.5, 0.0, 25)  # falls, below 1.0 from about t=2.72
+    (ev,) = au.find_events(t, v, "AU12")
+    assert ev.au == "AU12"
+    assert ev.onset == pytest.approx(t[np.argmax(v >= 1.0)])
+    assert ev.apex == pytest.approx(1.96) and ev.peak == pytest.approx(4.0)
+    last = 50 + np.nonzero(v[50:75] >= 1.0)[0].max()
+    assert ev.offset == pytest.approx(t[last])
+    assert 2.0 < ev.mean < 3.0 and ev.duration == pytest.approx(ev.offset - ev.onset)
+
+
+def test_events_need_the_on_threshold_and_break_at_missing_face():
+    t = np.arange(60) / 25.0
+    weak = np.full(60, 1.5)
+    assert au.find_events(t, weak, "AU1") == []  # never reaches occurrence (2.0)
+    v: list[float | None] = [3.0] * 60
+    v[30] = None  # face lost for one frame
+    events = au.find_events(t, v, "AU4")
+    assert [(e.onset, e.offset) for e in events] == [(0.0, t[29]), (t[31], t[59])]
+    with pytest.raises(ValueError, match="times but"):
+        au.find_events(t, v[:10], "AU4")
+
+
+def test_still_expression_gives_one_event_spanning_the_clip():
+    r = analyze_frames([(i / 25, mf.astronaut()) for i in range(40)], fps=25)
+    au12 = [e for e in r.au_events if e.au == "AU12"]
+    assert len(au12) == 1 and au12[0].onset == 0.0 and au12[0].offset == pytest.approx(39 / 25)
+    assert au12[0].peak >= 1.5
+    assert r.aus.baseline and set(r.aus.baseline) == set(au.FEATURES)
