@@ -36,13 +36,15 @@ NEGATION_SPAN = 3  # a negator this many tokens (or fewer) before an event negat
 OPPOSITE_VALENCE = 0.5  # two emotions contradict when their valences have opposite signs and |v| >= this
 
 _NEGATORS = frozenset({"not", "no", "never", "without", "nor", "neither"})
-_FILLERS = frozenset(
-    "a an the her his their its my your our of slightly a bit briefly quickly slowly suddenly gently visibly "
-    "clearly noticeably somewhat very really just momentarily".split()
+_FILLER_WORDS = (
+    "a an the her his their its my your our of slightly bit briefly quickly slowly suddenly gently visibly clearly "
+    "noticeably somewhat very really just momentarily"
 )
-_CONNECTIVES = frozenset(
-    "and then but while before after followed afterwards afterward later next finally eventually subsequently".split()
+_FILLERS = frozenset(_FILLER_WORDS.split())
+_CONNECTIVE_WORDS = (
+    "and then but while before after followed afterwards afterward later next finally eventually subsequently"
 )
+_CONNECTIVES = frozenset(_CONNECTIVE_WORDS.split())
 _FIRST = ("first", "initially", "at first", "at the beginning", "at the start", "to begin", "in the beginning")
 _LAST = ("finally", "eventually", "lastly", "in the end", "at the end", "by the end", "in the end")
 
