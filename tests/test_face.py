@@ -206,3 +206,21 @@ def test_tiny_frames_do_not_crash(shape):
 def test_bad_frame_is_a_clear_error():
     with pytest.raises(MediaError, match="frame 1 is not an RGB uint8"):
         analyze_frames([(0.0, mf.astronaut()), (0.04, np.zeros((10, 10), np.float32))], fps=25)
+
+
+def test_yaw_sign_on_a_turned_face(detector, mesh, monkeypatch):
+    """The cameraman of skimage.data.camera() turns toward image right (his left): yaw > 0; mirrored: yaw < 0."""
+    from skimage import data
+
+    from emoreason.perception import visual
+
+    img = np.dstack([data.camera()] * 3)
+    lm, _ = mesh.run(img, roi_from_detection(FaceDetector(score_threshold=0.3).detect(img)[0]))
+    yaw, _, _ = head_pose(lm)
+    assert yaw > 30 and lm[1, 0] > (lm[234, 0] + lm[454, 0]) / 2  # nose tip right of the face's middle
+    flipped = np.ascontiguousarray(img[:, ::-1])
+    lm_f, _ = mesh.run(flipped, roi_from_detection(FaceDetector(score_threshold=0.3).detect(flipped)[0]))
+    assert head_pose(lm_f)[0] == pytest.approx(-yaw, abs=6)
+    monkeypatch.setattr(visual, "EXTREME_YAW", 30.0)
+    r = analyze_frames(still(img, 5), fps=25)
+    assert r.face.coverage == 1.0 and any(f.code == "extreme_head_pose" for f in r.flags)

@@ -141,17 +141,17 @@ class FaceDetector:
         self.iou_threshold = iou_threshold
         self._canvas = np.zeros((self.SIZE, self.SIZE, 3), np.float32)
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+    def detect(self, rgb: np.ndarray, *, tiles: bool = True) -> list[Detection]:
         """All faces in an RGB uint8 frame, best first.
 
         The whole frame is letterboxed first. Short-range BlazeFace misses faces under ~1/8 of the long side, so when a
-        wide or tall frame gives nothing, overlapping square tiles along its long side are searched too (this costs one
-        detector run per tile, and only on frames without a face).
+        wide or tall frame gives nothing (and ``tiles``), overlapping square tiles along its long side are searched too
+        (one detector run per tile, only on frames without a face).
         """
         h, w = rgb.shape[:2]
         dets = self._detect_region(rgb, 0, 0)
         short, long_ = min(h, w), max(h, w)
-        if dets or long_ < 1.25 * short:
+        if dets or not tiles or long_ < 1.25 * short:
             return dets
         n_tiles = int(np.ceil(long_ / short)) + 1
         starts = np.linspace(0, long_ - short, n_tiles).round().astype(int)
@@ -371,7 +371,8 @@ class FaceTracker:
         hit = self._mesh_on(rgb, tr.roi) if tr is not None else None
         dets, n = None, None
         if tr is None or hit is None or i % self.detect_every == 0:
-            dets = self.detector.detect(rgb)
+            # tiles (small faces in wide frames) only on the periodic passes: a face-less stretch stays cheap
+            dets = self.detector.detect(rgb, tiles=i % self.detect_every == 0)
             n = self._count_faces(rgb, dets)
             dets = [d for d in dets if d.score >= self.main_score]
         if hit is not None:
