@@ -1,0 +1,301 @@
+"""Reading clips: validation (:func:`probe`), streamed RGB frames (:func:`iter_frames`) and 16 kHz mono audio
+(:func:`load_audio`).
+
+Containers (MP4, MKV, MOV, WebM, AVI, ...) are read with PyAV; audio-only files (WAV, FLAC, OGG, MP3, ...) are read with
+soundfile and resampled with librosa. Every problem a user can cause is a :class:`~emoreason.errors.MediaError` naming
+the file and the cause, never a crash:
+
+- missing path, a directory, a zero-byte file, a file over ``max_file_bytes``;
+- a file FFmpeg cannot parse (text named ``.mp4``, an MP4 cut before its ``moov`` atom) or whose streams decode to no
+  frame at all;
+- no video and no audio stream;
+- a picture smaller than ``MIN_SIDE`` pixels on a side (a 1x1 video cannot hold a face: an error, not a flag; pictures
+  between ``MIN_SIDE`` and ``LOW_RES_SIDE`` are accepted and the pipeline flags them ``low_resolution``) or larger than
+  ``MAX_SIDE`` (beyond 8K);
+- a clip longer than ``max_duration_s`` (30 min by default; raise it with ``--max-duration`` or the keyword).
+
+Frames are streamed one at a time (memory does not grow with clip length). A file whose video stops decoding well before
+its declared duration (more than ``max(1 s, 10 %)`` early, or with a decoder error) is an error naming the time reached;
+a shorter shortfall is normal container slack and is accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from emoreason.errors import MediaError
+from emoreason.evidence import MediaInfo
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 16  # px: below this on either side a clip is rejected
+LOW_RES_SIDE = 64  # px: below this the pipeline flags low_resolution (a face would be tiny)
+MAX_SIDE = 8192  # px: beyond 8K on the long side a clip is rejected
+MAX_DURATION_S = 30 * 60.0
+MAX_FILE_BYTES = 8 * 1024**3
+AUDIO_ONLY_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".opus"})
+_EARLY_END_S = 1.0  # decoding may end this much (or 10 %) before the declared duration without being an error
+_EARLY_END_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What :func:`probe` accepts. The defaults suit a laptop; long recordings need ``max_duration_s`` raised."""
+
+    max_duration_s: float = MAX_DURATION_S
+    max_file_bytes: int = MAX_FILE_BYTES
+    min_side: int = MIN_SIDE
+    max_side: int = MAX_SIDE
+
+
+def _why(e: Exception) -> str:
+    """FFmpeg's reason without the errno and the C function name."""
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _check_path(path: str | Path, limits: Limits) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise MediaError("file not found", p)
+    if p.is_dir():
+        raise MediaError("is a directory, not a media file", p)
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise MediaError(f"cannot read file: {e.strerror or e}", p) from None
+    if size == 0:
+        raise MediaError("file is empty (0 bytes)", p)
+    if size > limits.max_file_bytes:
+        raise MediaError(
+            f"file is {size / 1024**3:.1f} GiB, over the {limits.max_file_bytes / 1024**3:.1f} GiB limit", p
+        )
+    return p
+
+
+def _open(p: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(p), mode="r")
+    except av.error.InvalidDataError:
+        raise MediaError("not a readable media file (unknown format, or truncated/corrupt container)", p) from None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise MediaError(f"cannot open media file: {_why(e)}", p) from None
+
+
+def _is_audio_only_file(p: Path) -> bool:
+    return p.suffix.lower() in AUDIO_ONLY_SUFFIXES
+
+
+def _stream_time0(stream: av.stream.Stream) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def _duration(container: av.container.InputContainer) -> float:
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    best = 0.0
+    for s in container.streams:
+        if s.duration is not None and s.time_base is not None:
+            best = max(best, float(s.duration * s.time_base))
+    return best
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.stream.Stream, p: Path):
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.error.FFmpegError as e:
+        raise MediaError(
+            f"the {stream.type} stream cannot be decoded: {_why(e)} (truncated or corrupt file)", p
+        ) from None
+    raise MediaError(f"the {stream.type} stream decodes to no frames (truncated or corrupt file)", p)
+
+
+def probe(
+    path: str | Path,
+    *,
+    limits: Limits | None = None,
+    max_duration_s: float | None = None,
+) -> MediaInfo:
+    """Validate a clip and describe it. Decodes the first video and audio frame to make sure the streams are readable.
+
+    ``max_duration_s`` overrides ``limits.max_duration_s``. ``sample_fps``/``n_frames``/``audio_sample_rate`` of the
+    returned :class:`MediaInfo` are left for the pipeline to fill in.
+    """
+    limits = limits or Limits()
+    if max_duration_s is not None:
+        limits = Limits(max_duration_s, limits.max_file_bytes, limits.min_side, limits.max_side)
+    p = _check_path(path, limits)
+    with _open(p) as container:
+        vstreams = [s for s in container.streams.video if s.codec_context is not None]
+        astreams = list(container.streams.audio)
+        if not vstreams and not astreams:
+            raise MediaError("no video or audio stream in the file", p)
+        duration = _duration(container)
+        width = height = None
+        native_fps = None
+        if vstreams:
+            vs = vstreams[0]
+            frame = _first_frame(container, vs, p)
+            width, height = frame.width, frame.height
+            if min(width, height) < limits.min_side:
+                raise MediaError(
+                    f"video is {width}x{height} pixels, below the {limits.min_side}-pixel minimum side: too small to "
+                    "analyse a face", p)  # fmt: skip
+            if max(width, height) > limits.max_side:
+                raise MediaError(
+                    f"video is {width}x{height} pixels, over the {limits.max_side}-pixel maximum side (8K); "
+                    "downscale it first (e.g. ffmpeg -vf scale=-2:1080)", p)  # fmt: skip
+            rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+            native_fps = float(rate) if rate else None
+            container.seek(0)
+        if astreams:
+            _first_frame(container, astreams[0], p)
+        if duration <= 0:
+            raise MediaError("the file declares no duration (empty or corrupt stream)", p)
+        if duration > limits.max_duration_s:
+            raise MediaError(
+                f"clip is {duration / 60:.1f} min long, over the {limits.max_duration_s / 60:.0f} min limit; cut it "
+                "or raise the limit (emoreason perceive --max-duration SECONDS, or max_duration_s=)", p)  # fmt: skip
+        return MediaInfo(
+            path=str(p),
+            container=container.format.name,
+            duration_s=round(duration, 4),
+            has_video=bool(vstreams),
+            has_audio=bool(astreams),
+            width=width,
+            height=height,
+            native_fps=round(native_fps, 4) if native_fps else None,
+        )
+
+
+def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    s = max_side / max(width, height)
+    # even sizes keep swscale on its fast paths; never below 2 px
+    return max(2, int(round(width * s / 2)) * 2), max(2, int(round(height * s / 2)) * 2)
+
+
+def iter_frames(
+    path: str | Path,
+    fps: float | None = None,
+    max_side: int | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Stream ``(time_s, RGB uint8 HxWx3)`` frames of the first video stream.
+
+    ``fps``: sample rate (``None`` = every decoded frame); a frame is kept when its presentation time reaches the next
+    sampling instant ``k / fps``, so the kept times are real frame times from the stream's pts (relative to the stream
+    start). Frames that are not kept are decoded (the codec needs them) but not converted to RGB. ``max_side``: the long
+    side is downscaled to at most this many pixels (aspect kept; never upscaled). Decoding runs on FFmpeg's threads.
+    """
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive or None, got {fps}")
+    p = _check_path(path, Limits(max_file_bytes=2**63))
+    with _open(p) as container:
+        if not container.streams.video:
+            kind = "an audio-only file" if container.streams.audio else "a file without streams"
+            raise MediaError(f"no video stream: this is {kind}", p)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        declared = _duration(container)
+        t0 = _stream_time0(stream)
+        rate = stream.average_rate or stream.guessed_rate
+        frame_dt = 1.0 / float(rate) if rate else 0.04
+        tol = 0.49 * frame_dt  # just under half a frame: the frame nearest each sampling instant, earlier on ties
+        k = 0  # next sampling instant index
+        n_decoded = 0
+        t = 0.0
+        size: tuple[int, int] | None = None
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) - t0 if frame.time is not None else n_decoded * frame_dt
+                t = max(0.0, t)
+                n_decoded += 1
+                if fps is not None:
+                    if t + tol < k / fps:
+                        continue
+                    while k / fps <= t + tol:
+                        k += 1
+                if size is None:
+                    size = _scaled_size(frame.width, frame.height, max_side)
+                w, h = size
+                if (w, h) == (frame.width, frame.height):
+                    rgb = frame.to_ndarray(format="rgb24")
+                else:
+                    rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                yield round(t, 6), rgb
+        except av.error.FFmpegError as e:
+            raise MediaError(
+                f"video decoding failed at {t:.2f} s of {declared:.2f} s: {_why(e)} (truncated or corrupt file)", p
+            ) from None
+        if n_decoded == 0:
+            raise MediaError("the video stream decodes to no frames (truncated or corrupt file)", p)
+        end = t + frame_dt
+        if declared > 0 and end < declared - max(_EARLY_END_S, _EARLY_END_FRACTION * declared):
+            raise MediaError(
+                f"video stops at {end:.2f} s of the declared {declared:.2f} s: the file is truncated or corrupt", p
+            )
+
+
+def _load_audio_file(p: Path, sr: int) -> np.ndarray:
+    import librosa
+    import soundfile as sf
+
+    try:
+        y, native = sf.read(str(p), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise MediaError(f"cannot read audio file: {e}", p) from None
+    if len(y) == 0:
+        raise MediaError("the audio file holds no samples", p)
+    y = y.mean(axis=1)
+    if native != sr:
+        y = librosa.resample(y, orig_sr=native, target_sr=sr)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray | None:
+    """The first audio stream as mono float32 in [-1, 1] at ``sr`` Hz; ``None`` when the file has no audio stream.
+
+    Audio-only files (by suffix) are read with soundfile and resampled with librosa (soxr); containers are decoded and
+    resampled by PyAV (FFmpeg's swresample). The whole track is returned at once: 30 min at 16 kHz is 115 MB.
+    """
+    p = _check_path(path, Limits(max_file_bytes=2**63))
+    if _is_audio_only_file(p):
+        import soundfile as sf
+
+        try:
+            sf.info(str(p))
+        except (sf.LibsndfileError, RuntimeError) as e:
+            # not a format this libsndfile knows (e.g. MP3 with an old libsndfile): FFmpeg below reads it or says why
+            log.debug("soundfile cannot read %s (%s); decoding with PyAV", p, e)
+        else:
+            return _load_audio_file(p, sr)
+    with _open(p) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        chunks: list[np.ndarray] = []
+        t = 0.0
+        try:
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    t = float(frame.time)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as e:
+            raise MediaError(f"audio decoding failed at {t:.2f} s: {_why(e)} (truncated or corrupt file)", p) from None
+    if not chunks:
+        raise MediaError("the audio stream decodes to no samples (truncated or corrupt file)", p)
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
