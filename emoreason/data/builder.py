@@ -238,8 +238,13 @@ def _evidence_text(path: str, formatter: Callable[[Evidence], str]) -> str:
 
 
 def default_evidence_formatter() -> Callable[[Evidence], str]:
-    from emoreason.evidence_text import evidence_to_text
-
+    """:func:`emoreason.evidence_text.evidence_to_text`, the one rendering of evidence as text."""
+    try:
+        from emoreason.evidence_text import evidence_to_text
+    except ImportError as e:
+        raise ConfigError(
+            f"the text path needs emoreason.evidence_text.evidence_to_text, which is missing: {e}"
+        ) from None
     return evidence_to_text
 
 

@@ -137,7 +137,7 @@ class SynthesisConfig(EmoArguments):
         metadata={"help": "Rewards computed for each answer and stored with it."},
     )
     min_rewards: list[str] = field(
-        default_factory=lambda: ["format=1.0", "faithfulness=0.0"],
+        default_factory=lambda: ["format=1.0", "faithfulness=1.0"],
         metadata={"help": "Thresholds 'name=value': an answer is kept when each reward that applies is >= value."},
     )
     min_agreement: float = field(

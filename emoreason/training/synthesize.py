@@ -1,0 +1,156 @@
+"""The self-synthesis loop: sample k answers per clip, keep the verified ones, write them as a new dataset shard.
+
+For each input row (a clip with its evidence, labelled or not) the model samples ``num_samples`` answers. Each answer is
+scored with the recipe's rewards (:func:`emoreason.rewards.score_completions`; label rewards are ``None`` on unlabelled
+clips, the faithfulness reward checks the reasoning against the evidence) and with self-consistency (the fraction of
+the clip's well-formed answers that agree on its emotion). Answers that pass every threshold are ranked by total
+reward and the best ``keep_per_clip`` are written as rows of the builder's schema, with provenance: model, training
+step, rewards, source id, sample index and time. The next SFT round lists the shard in ``train_files``.
+
+The run is resumable: each finished clip is recorded in ``<output>.progress.jsonl`` after its rows are appended, and
+on restart rows of an unfinished clip are discarded and the clip is done again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from emoreason.data.builder import ROW_FIELDS, load_rows, prompt_messages
+from emoreason.errors import ConfigError, ModelError
+from emoreason.io import append_jsonl, atomic_write_text, iter_jsonl
+from emoreason.parsing import parse_output
+from emoreason.rewards import score_completions
+from emoreason.training.config import SynthesisConfig
+from emoreason.training.sft import load_model_and_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def _training_step(model_dir: str) -> int | None:
+    """The global step the model was trained to, from the trainer state or summary saved beside it."""
+    for candidate in (Path(model_dir), Path(model_dir).parent):
+        for name in ("emoreason_train.json", "trainer_state.json"):
+            p = candidate / name
+            if p.exists():
+                try:
+                    return int(json.loads(p.read_text())["global_step"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+    return None
+
+
+def _resume(output: Path, progress: Path) -> set[str]:
+    """Ids of the clips already finished; drop rows of an unfinished clip from the shard."""
+    if not progress.exists():
+        if output.exists() and output.stat().st_size:
+            raise ConfigError("output_file exists but has no progress file; choose a new output_file", output)
+        atomic_write_text(progress, "")
+        return set()
+    done = {p["id"] for p in iter_jsonl(progress, skip_truncated_tail=True)}
+    if output.exists():
+        rows = [r for r in iter_jsonl(output, skip_truncated_tail=True) if r["provenance"]["source_id"] in done]
+        atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return done
+
+
+def agreement(emotions: list[str | None]) -> dict[str, float]:
+    """For each emotion, the fraction of the well-formed answers that gave it.
+
+    >>> agreement(["anger", "anger", None, "fear"])
+    {'anger': 0.6666666666666666, 'fear': 0.3333333333333333}
+    """
+    given = [e for e in emotions if e is not None]
+    return {e: n / len(given) for e, n in Counter(given).items()} if given else {}
+
+
+def select(
+    completions: list[str], scores: list[dict[str, float | None]], thresholds: dict[str, float], min_agreement: float
+) -> list[tuple[int, float, float]]:
+    """Indices of the answers that pass, with their total reward and agreement, best first."""
+    parsed = [parse_output(c) for c in completions]
+    votes = agreement([p.emotion if p.format_ok else None for p in parsed])
+    kept = []
+    for i, (p, s) in enumerate(zip(parsed, scores, strict=True)):
+        if not p.format_ok or p.emotion is None:
+            continue
+        if any(s.get(name) is not None and s[name] < t for name, t in thresholds.items()):
+            continue
+        agree = votes.get(p.emotion, 0.0)
+        if agree < min_agreement:
+            continue
+        kept.append((i, sum(v for v in s.values() if v is not None), agree))
+    return sorted(kept, key=lambda k: (-k[1], -k[2], k[0]))
+
+
+@torch.no_grad()
+def run_synthesis(args: SynthesisConfig, evidence_formatter: Callable | None = None) -> dict:
+    """Generate, verify and write the shard; returns counts (clips, generated, kept, skipped as already done)."""
+    output = Path(args.output_file)
+    progress = output.with_suffix(output.suffix + ".progress.jsonl")
+    done = _resume(output, progress)
+    rows = [r for r in load_rows(args.input_files) if r["id"] not in done]
+    if args.max_train_samples is not None:
+        rows = rows[: max(0, args.max_train_samples - len(done))]
+    model, tokenizer, mode = load_model_and_tokenizer(args)
+    if mode != "text":
+        raise ModelError("only the text path is wired for synthesis so far", args.model_name_or_path)
+    device = "cuda" if torch.cuda.is_available() and not args.use_cpu else "cpu"
+    model.to(device).eval()
+    thresholds = args.thresholds()
+    step = _training_step(args.model_name_or_path)
+    torch.manual_seed(args.seed)
+    counts = {"clips": 0, "generated": 0, "kept": 0, "already_done": len(done)}
+    for row in tqdm(rows, desc="synthesizing", unit="clip", disable=None):
+        messages = prompt_messages(
+            row, evidence_formatter=evidence_formatter, system_prompt=args.system_prompt, user_prompt=args.user_prompt
+        )
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(device)
+        out = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            num_return_sequences=args.num_samples,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        completions = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        columns = {k: [row.get(k)] * len(completions) for k in ("emotion", "compound", "aus", "evidence", "caption")}
+        scores = score_completions(completions, args.reward_funcs, **columns)
+        kept = select(completions, scores, thresholds, args.min_agreement)[: args.keep_per_clip]
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for i, total, agree in kept:
+            parsed = parse_output(completions[i])
+            new = {k: row.get(k) for k in ROW_FIELDS}
+            new |= {"id": f"{row['id']}#syn{i}", "answer": completions[i], "cot_source": "synthesis"}
+            new["provenance"] = {
+                "model": args.model_name_or_path,
+                "step": step,
+                "rewards": scores[i],
+                "total_reward": total,
+                "agreement": agree,
+                "predicted": {"emotion": parsed.emotion, "compound": parsed.compound, "aus": parsed.aus},
+                "source_id": row["id"],
+                "sample_index": i,
+                "num_samples": args.num_samples,
+                "time": now,
+            }
+            append_jsonl(output, new)
+        append_jsonl(progress, {"id": row["id"], "generated": len(completions), "kept": len(kept), "time": now})
+        counts["clips"] += 1
+        counts["generated"] += len(completions)
+        counts["kept"] += len(kept)
+    if not output.exists():
+        atomic_write_text(output, "")
+    log.info("synthesis: %s -> %s", counts, output)
+    return counts | {"output_file": str(output)}

