@@ -153,7 +153,7 @@ def test_sft_grpo_synthesis_smoke(smoke, tmp_path, faithfulness):
         and (sft_dir / "adapter_config.json").exists()
     )
     losses = [e["loss"] for e in first["log_history"] if "loss" in e]
-    assert len(losses) == 4 and all(l > 0 for l in losses)
+    assert len(losses) == 4 and all(loss > 0 for loss in losses)
     second = run_sft(sft_config(smoke, sft_dir, max_steps=6), evidence_formatter=evidence_text)
     assert second["global_step"] == 6
     assert len([e for e in second["log_history"] if "loss" in e]) == 6  # steps 1-4 restored, 5-6 trained
