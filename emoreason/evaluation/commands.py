@@ -1,0 +1,72 @@
+"""``emoreason eval``: run evaluation tasks on a model and print a summary table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from emoreason.errors import ConfigError
+from emoreason.evaluation.harness import TASKS_DIR, load_published, resolve_tasks, run_task, summary_markdown
+from emoreason.evaluation.models import make_model
+from emoreason.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    tasks: list[str],
+    model: str,
+    data_root: str | Path,
+    out: str | Path,
+    *,
+    limit: int | None = None,
+    concurrency: int = 1,
+    endpoint_model: str = "emoreason",
+    api_key: str | None = None,
+    tasks_dir: Path = TASKS_DIR,
+    progress: bool = True,
+) -> str:
+    """Run ``tasks`` with ``model``; write ``<out>/<task>/...`` and ``<out>/summary.md``; return the summary text."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    if concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
+    selected = resolve_tasks(tasks, tasks_dir)
+    adapter = make_model(model, endpoint_model=endpoint_model, api_key=api_key)
+    results = [
+        run_task(t, adapter, data_root, out, limit=limit, concurrency=concurrency, progress=progress) for t in selected
+    ]
+    text = summary_markdown(results, selected, load_published())
+    atomic_write_text(Path(out) / "summary.md", text)
+    return text
+
+
+def _run(args: argparse.Namespace) -> int:
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise ConfigError("--tasks is empty")
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    text = evaluate(
+        tasks, args.model, args.data_root, args.out, limit=args.limit, concurrency=args.concurrency,
+        endpoint_model=args.endpoint_model, api_key=api_key, progress=not args.quiet,
+    )  # fmt: skip
+    print(text, end="")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="evaluate a model on benchmark suites", description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--tasks", required=True, help="comma-separated task or suite names (eval/tasks/<suite>/*.yaml)")
+    p.add_argument("--model", default="engine", help="engine | checkpoint:PATH | openai:URL (base URL ending in /v1)")
+    p.add_argument("--data-root", required=True, type=Path, help="folder holding one folder per dataset")
+    p.add_argument("--out", type=Path, default=Path("results"), help="results folder (resumable)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples of each task")
+    p.add_argument("--concurrency", type=int, default=1, help="parallel requests (endpoint models)")
+    p.add_argument("--endpoint-model", default="emoreason", help="model name sent to an openai: endpoint")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint key")
+    p.set_defaults(func=_run)

@@ -1,0 +1,211 @@
+"""Model adapters for evaluation: one small class per kind of model, all answering :class:`Request` → :class:`Response`.
+
+``--model`` spellings (:func:`make_model`):
+
+- ``engine`` — the knowledge-based reasoner, ``emoreason.reasoning.engine.analyze(evidence)``; its ``answer_text()``
+  is the output and its ``caption`` the temporal caption.
+- ``checkpoint:PATH`` — an EmoReason checkpoint through transformers (``emoreason.models.emoreason``).
+- ``openai:URL`` — any OpenAI-compatible chat endpoint (vLLM, the project's server, hosted APIs); ``URL`` is the base
+  ending in ``/v1``. A text endpoint cannot see the clip, so the prompt carries a text rendering of the evidence.
+
+Those modules are imported lazily, so evaluation code loads without them; a missing one raises
+:class:`~emoreason.errors.ModelError` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from emoreason.errors import BackendError, ConfigError, ModelError
+from emoreason.evidence import Evidence
+
+if TYPE_CHECKING:
+    from emoreason.evaluation.loaders import Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Request:
+    sample: Sample
+    prompt: Any  # callable(evidence) -> prompt text, rendered only by adapters that need text
+    generation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Response:
+    text: str  # the model's output, normally in the shared <think>/<answer> format
+    caption: str | None = None  # a temporal caption, when the model writes one apart from ``text``
+
+
+class Model(Protocol):
+    name: str
+    max_concurrency: int  # how many requests may run at once in threads
+
+    def generate(self, request: Request) -> Response: ...
+
+
+def load_evidence(sample: Sample) -> Evidence:
+    """The sample's precomputed ``Evidence`` file, else perception run on its video."""
+    if sample.evidence is not None:
+        return Evidence.load(sample.evidence)
+    assert sample.video is not None  # the loaders guarantee one of the two
+    try:
+        from emoreason.perception.pipeline import perceive
+    except ImportError as e:
+        raise ModelError(
+            f"sample {sample.id} has only a video and perception is unavailable: {e}", sample.video
+        ) from e
+    return perceive(sample.video)
+
+
+def evidence_text(ev: Evidence, max_events: int = 20) -> str:
+    """A compact text rendering of evidence for text-only models.
+
+    >>> from emoreason.evidence import MediaInfo
+    >>> evidence_text(Evidence(media=MediaInfo(path="a.mp4", duration_s=2.0, has_video=True, has_audio=False)))
+    'Clip: 2.0 s, video, no audio.\\nFacial Action Unit events: none detected.'
+    """
+    from emoreason.knowledge.facs import AUS
+
+    m = ev.media
+    lines = [f"Clip: {m.duration_s:.1f} s, {'video' if m.has_video else 'no video'}, "
+             f"{'audio' if m.has_audio else 'no audio'}."]  # fmt: skip
+    events = sorted(ev.au_events, key=lambda e: e.onset)[:max_events]
+    if events:
+        lines.append("Facial Action Unit events (intensity 0-5):")
+        for e in events:
+            name = AUS[e.au].name if e.au in AUS else e.au
+            lines.append(f"- {e.au} ({name}) {e.onset:.1f}-{e.offset:.1f} s, apex {e.apex:.1f} s, peak {e.peak:.1f}")
+    else:
+        lines.append("Facial Action Unit events: none detected.")
+    if ev.prosody is not None:
+        p = ev.prosody
+        parts = [f"speech ratio {p.speech_ratio:.2f}"]
+        if p.f0_mean_hz is not None:
+            parts.append(f"mean pitch {p.f0_mean_hz:.0f} Hz")
+        if p.energy_mean_db is not None:
+            parts.append(f"mean energy {p.energy_mean_db:.0f} dB")
+        if p.words_per_minute is not None:
+            parts.append(f"{p.words_per_minute:.0f} words/min")
+        lines.append("Voice: " + ", ".join(parts) + ".")
+    if ev.transcript is not None and ev.transcript.text.strip():
+        lines.append(f'Transcript: "{ev.transcript.text.strip()}"')
+    if ev.flags:
+        lines.append("Quality flags: " + "; ".join(f.message for f in ev.flags))
+    return "\n".join(lines)
+
+
+class EngineModel:
+    """The knowledge-based reasoner (no weights)."""
+
+    name = "engine"
+    max_concurrency = 1  # pure Python, CPU-bound: threads would not help
+
+    def __init__(self) -> None:
+        try:
+            from emoreason.reasoning import engine
+        except ImportError as e:
+            raise ModelError(f"the reasoning engine is not available: {e}") from e
+        self._analyze = engine.analyze
+
+    def generate(self, request: Request) -> Response:
+        analysis = self._analyze(load_evidence(request.sample))
+        return Response(text=analysis.answer_text(), caption=getattr(analysis, "caption", None))
+
+
+class OpenAIModel:
+    """An OpenAI-compatible ``/chat/completions`` endpoint, called with httpx (thread-safe client, bounded retries)."""
+
+    max_concurrency = 64
+
+    def __init__(self, base_url: str, model: str = "emoreason", api_key: str | None = None, timeout_s: float = 120.0,
+                 retries: int = 2, client: Any = None) -> None:  # fmt: skip
+        import httpx
+
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"openai:URL needs an http(s) URL, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.name = f"openai:{self.base_url}#{model}"
+        self.model = model
+        self.retries = retries
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
+
+    def _payload(self, prompt: str, gen: dict[str, Any]) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": prompt}]}
+        for ours, theirs in (("max_new_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
+                             ("seed", "seed"), ("stop", "stop")):  # fmt: skip
+            if ours in gen:
+                payload[theirs] = gen[ours]
+        return payload
+
+    def generate(self, request: Request) -> Response:
+        import httpx
+
+        prompt = request.prompt(evidence_text(load_evidence(request.sample)))
+        url = f"{self.base_url}/chat/completions"
+        last: str = ""
+        for attempt in range(self.retries + 1):
+            try:
+                r = self._client.post(url, json=self._payload(prompt, request.generation))
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+            else:
+                if r.status_code < 500:
+                    break
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+            if attempt < self.retries:
+                time.sleep(0.5 * 2**attempt)
+        else:
+            raise BackendError(f"endpoint failed after {self.retries + 1} tries: {last}", url)
+        if r.status_code != 200:
+            raise BackendError(f"HTTP {r.status_code}: {r.text[:200]}", url)
+        try:
+            return Response(text=r.json()["choices"][0]["message"]["content"] or "")
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise BackendError(f"not a chat completion response ({type(e).__name__}: {e}): {r.text[:200]}", url) from e
+
+
+class CheckpointModel:
+    """An EmoReason checkpoint loaded with transformers through ``emoreason.models.emoreason``."""
+
+    max_concurrency = 1
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise ModelError("checkpoint not found", path)
+        try:
+            from emoreason.models import emoreason as er
+        except ImportError as e:
+            raise ModelError(f"EmoReason model code is not available: {e}", path) from e
+        loader = getattr(er, "load_reasoner", None)
+        if loader is None:
+            raise ModelError("emoreason.models.emoreason has no load_reasoner(path) to run a checkpoint", path)
+        self.name = f"checkpoint:{path}"
+        try:
+            self._reasoner = loader(path)
+        except Exception as e:  # the checkpoint is the user's input: any load failure is a ModelError
+            raise ModelError(f"cannot load checkpoint: {type(e).__name__}: {e}", path) from e
+
+    def generate(self, request: Request) -> Response:
+        ev = load_evidence(request.sample)
+        text = self._reasoner.generate(ev, request.prompt(evidence_text(ev)), **request.generation)
+        return Response(text=text)
+
+
+def make_model(spec: str, *, endpoint_model: str = "emoreason", api_key: str | None = None) -> Model:
+    """Build the adapter named by ``spec``: ``engine``, ``checkpoint:PATH`` or ``openai:URL``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "engine" and not rest:
+        return EngineModel()
+    if kind == "checkpoint" and rest:
+        return CheckpointModel(rest)
+    if kind == "openai" and rest:
+        return OpenAIModel(rest, model=endpoint_model, api_key=api_key)
+    raise ConfigError(f"unknown model {spec!r}; use engine, checkpoint:PATH or openai:URL")

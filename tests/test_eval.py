@@ -1,0 +1,385 @@
+"""The evaluation harness end to end on every fixture suite: loaders, adapters, resume, concurrency, bad data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from emoreason.errors import BackendError, ConfigError, DataError, ModelError
+from emoreason.evaluation import commands
+from emoreason.evaluation.harness import TASKS_DIR, find_tasks, load_task, resolve_tasks, run_task
+from emoreason.evaluation.loaders import load_samples
+from emoreason.evaluation.models import OpenAIModel, Request, Response, evidence_text, load_evidence, make_model
+from emoreason.evidence import Evidence
+from emoreason.io import iter_jsonl
+from emoreason.knowledge.facs import AUS
+from emoreason.knowledge.taxonomy import compound_for
+from emoreason.parsing import format_answer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ALL_TASKS = ["fec_caption", "dfew", "mafw", "ferv39k", "bp4d", "disfa", "c_expr_db", "mer_ov", "emer"]
+
+# AU prototypes the fake reasoner matches against (a stand-in for the knowledge engine in harness tests).
+PROTOTYPES = {
+    "happiness": {"AU6", "AU12"},
+    "sadness": {"AU1", "AU4", "AU15"},
+    "surprise": {"AU1", "AU2", "AU5", "AU26"},
+    "anger": {"AU4", "AU7", "AU23"},
+    "disgust": {"AU9", "AU10"},
+    "fear": {"AU1", "AU2", "AU4", "AU5", "AU20"},
+}
+PHRASES = {"AU1": "the inner brows raise", "AU2": "the brows raise", "AU4": "the brows lower", "AU5": "the eyes widen",
+           "AU6": "the cheeks lift", "AU12": "she smiles", "AU26": "the jaw drops", "AU7": "the eyes narrow",
+           "AU23": "the lips press together", "AU9": "the nose wrinkles", "AU25": "the lips part"}  # fmt: skip
+
+
+def fake_analyze(ev: Evidence) -> tuple[str, str]:
+    """Answer text and caption from the evidence's AU events, by best prototype overlap (Jaccard)."""
+    active = {e.au for e in ev.au_events}
+    ranked = sorted(PROTOTYPES, key=lambda k: -len(active & PROTOTYPES[k]) / len(active | PROTOTYPES[k] or {1}))
+    emotion = ranked[0] if active else "neutral"
+    compound = compound_for(ranked[0], ranked[1]) if len(active) > 4 else None
+    think = "Key observations: " + "; ".join(f"{e.au} ({AUS[e.au].name}) at {e.apex:.1f} s" for e in ev.au_events)
+    think += f". Overall emotional interpretation: the pattern fits {emotion}. Conclusion: {emotion}."
+    events = sorted(ev.au_events, key=lambda e: e.onset)
+    caption = ", then ".join(PHRASES.get(e.au, e.au) for e in events) + "."
+    return format_answer(think, emotion, compound.label if compound else None, sorted(active)), caption.capitalize()
+
+
+class FakeEngine:
+    """Engine-shaped adapter (the real one wraps ``emoreason.reasoning.engine.analyze``)."""
+
+    name = "fake-engine"
+    max_concurrency = 1
+
+    def __init__(self, fail_on: set[str] = frozenset(), interrupt_after: int | None = None):
+        self.calls: list[str] = []
+        self.fail_on = fail_on
+        self.interrupt_after = interrupt_after
+
+    def generate(self, request: Request) -> Response:
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt  # what a Ctrl-C / kill mid-run looks like to the harness
+        self.calls.append(request.sample.id)
+        if request.sample.id in self.fail_on:
+            raise ModelError("simulated failure", request.sample.evidence)
+        text, caption = fake_analyze(load_evidence(request.sample))
+        return Response(text=text, caption=caption)
+
+
+def read_metrics(out: Path, task: str) -> dict:
+    return json.loads((out / task / "metrics.json").read_text())
+
+
+# --- tasks and loaders ------------------------------------------------------------------------------------------------
+
+
+def test_every_suite_has_a_task_a_fixture_and_a_data_card():
+    tasks = find_tasks()
+    assert sorted(tasks) == sorted(ALL_TASKS)
+    root = Path(__file__).parents[1]
+    for name in ALL_TASKS:
+        task = load_task(tasks[name])
+        samples = load_samples(task.loader, FIXTURES / task.data_path, task.loader_args)
+        assert 2 <= len(samples) <= 4, name
+        assert all(s.evidence is not None for s in samples)
+        assert (root / "data_cards" / f"{task.suite}.md").exists(), task.suite
+        assert (root / "prompts" / f"{task.prompt}.md").exists(), task.prompt
+
+
+def test_loader_references_follow_each_format():
+    by = {t.name: t for t in resolve_tasks(ALL_TASKS)}
+
+    def refs(name: str) -> dict:
+        t = by[name]
+        return {s.id: s.reference for s in load_samples(t.loader, FIXTURES / t.data_path, t.loader_args)}
+
+    assert refs("dfew") == {"1": {"label": "happiness"}, "2": {"label": "sadness"}, "3": {"label": "surprise"}}
+    assert refs("ferv39k")["Speech/Talk/0003"] == {"label": "neutral"}
+    assert refs("mafw")["00023"] == {"label": "sadness"}  # helplessness through the task's label_map
+    assert refs("bp4d")["M003_T8"] == {"aus": ["AU4", "AU7", "AU23", "AU24"]}  # the uncoded (9) first frame ignored
+    assert refs("disfa")["SN001"] == {"aus": ["AU6", "AU12", "AU25"]}  # AU4 at trace intensity 1 stays out
+    assert refs("c_expr_db") == {"101": {"compound": "happily surprised"}, "102": {"compound": "sadly angry"}}
+    assert refs("mer_ov")["sample_00000002"] == {"words": ["worried", "nervous"]}
+
+
+def test_suite_name_selects_its_tasks():
+    assert [t.name for t in resolve_tasks(["fec_bench"])] == ["fec_caption"]
+    with pytest.raises(ConfigError, match="unknown task 'nope'"):
+        resolve_tasks(["nope"])
+
+
+# --- end to end -------------------------------------------------------------------------------------------------------
+
+
+def test_all_suites_end_to_end(tmp_path):
+    model = FakeEngine()
+    results = {t.name: run_task(t, model, FIXTURES, tmp_path, progress=False) for t in resolve_tasks(ALL_TASKS)}
+    for name, r in results.items():
+        assert r == read_metrics(tmp_path, name)
+        rows = list(iter_jsonl(tmp_path / name / "predictions.jsonl"))
+        assert len(rows) == r["n"] and r["n_errors"] == 0
+    m = {name: r["metrics"] for name, r in results.items()}
+    assert (m["dfew"]["war"], m["dfew"]["uar"]) == (1.0, 1.0)
+    assert m["ferv39k"]["war"] == 1.0
+    assert m["mafw"]["war"] == 1.0
+    # the fake names the prototype AUs: BP4D clip 1 misses AU10, clip 2 AU24; DISFA adds AU1/2/5 etc. per clip
+    assert 0.5 < m["bp4d"]["mean_f1"] < 1.0 and 0.5 < m["disfa"]["mean_f1"] <= 1.0
+    assert 0.0 <= m["c_expr_db"]["macro_f1"] <= 1.0
+    assert 0.0 < m["fec_caption"]["score"] <= 1.0 and m["fec_caption"]["contradictions"] >= 0
+    assert m["mer_ov"]["hit"] == 1.0  # the fake's one emotion is in every reference group
+    assert 0.0 < m["emer"]["rouge_l"] < 1.0
+    # disaggregation: MAFW carries a gender group; every reported metric per value plus the gap
+    g = results["mafw"]["groups"]["gender"]
+    assert g["values"]["female"]["n"] == 2 and g["values"]["male"]["n"] == 1
+    assert g["gap"]["war"] == 0.0
+
+
+def test_per_sample_errors_are_recorded_counted_and_retried(tmp_path):
+    (task,) = resolve_tasks(["dfew"])
+    r = run_task(task, FakeEngine(fail_on={"2"}), FIXTURES, tmp_path, progress=False)
+    assert r["n_errors"] == 1 and r["metrics"]["war"] == pytest.approx(2 / 3)  # the failure counts as wrong
+    rows = list(iter_jsonl(tmp_path / "dfew" / "predictions.jsonl"))
+    assert [row["error"] is not None for row in rows] == [False, True, False]
+    assert "simulated failure" in rows[1]["error"]
+    again = FakeEngine()
+    r2 = run_task(task, again, FIXTURES, tmp_path, progress=False)
+    assert again.calls == ["2"] and r2["n_errors"] == 0 and r2["metrics"]["war"] == 1.0
+
+
+def test_resume_after_interruption_gives_identical_numbers(tmp_path):
+    (task,) = resolve_tasks(["mafw"])
+    full = run_task(task, FakeEngine(), FIXTURES, tmp_path / "full", progress=False)
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_task(task, FakeEngine(interrupt_after=2), FIXTURES, out, progress=False)
+    pred = out / "mafw" / "predictions.jsonl"
+    assert len(list(iter_jsonl(pred))) == 2 and not (out / "mafw" / "metrics.json").exists()
+    # a crash in the middle of writing the second row: its line is cut short
+    data = pred.read_bytes()
+    pred.write_bytes(data[: len(data) - 25])
+
+    model = FakeEngine()
+    resumed = run_task(task, model, FIXTURES, out, progress=False)
+    assert model.calls == ["00022", "00023"]  # the first row survived; the truncated one is redone
+    ids = [row["id"] for row in iter_jsonl(pred)]
+    assert sorted(ids) == ["00021", "00022", "00023"]  # no duplicate, no loss
+    assert resumed["metrics"] == full["metrics"] and resumed["groups"] == full["groups"]
+
+    rerun = FakeEngine()
+    assert run_task(task, rerun, FIXTURES, out, progress=False)["metrics"] == full["metrics"]
+    assert rerun.calls == []
+
+
+def test_limit(tmp_path):
+    (task,) = resolve_tasks(["ferv39k"])
+    assert run_task(task, FakeEngine(), FIXTURES, tmp_path, limit=2, progress=False)["n"] == 2
+
+
+# --- bad data ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dfew_copy(tmp_path) -> Path:
+    shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
+    return tmp_path
+
+
+def dfew_csv(root: Path) -> Path:
+    return root / "dfew/EmoLabel_DataSplit/test(single-labeled)/set_1.csv"
+
+
+def test_bad_rows_name_file_and_line(dfew_copy):
+    (task,) = resolve_tasks(["dfew"])
+    csv = dfew_csv(dfew_copy)
+    csv.write_text("video_name,label\n1,1\n2,9\n")
+    with pytest.raises(DataError, match=r"line 3: label '9' is not an index") as e:
+        run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
+    assert str(csv) in str(e.value)
+    csv.write_text("video_name,label\n1,1,extra\n")
+    with pytest.raises(DataError, match="line 2: expected 2 columns"):
+        run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
+    csv.write_text("video_name,label\n1,1\n7,2\n")
+    with pytest.raises(DataError, match="sample '7' has no media file"):
+        run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
+    csv.write_text("video_name,label\n1,1\n1,2\n")
+    with pytest.raises(DataError, match="duplicate sample id '1'"):
+        run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
+    with pytest.raises(DataError, match="dataset folder not found"):
+        run_task(task, FakeEngine(), dfew_copy / "nowhere", dfew_copy / "out", progress=False)
+
+
+def test_unknown_label_names_file_and_line(tmp_path):
+    shutil.copytree(FIXTURES / "mafw", tmp_path / "mafw")
+    split = tmp_path / "mafw/Train & Test Set/single/no_caption/set_1/test.txt"
+    split.write_text("00021 anger\n00022 bewildered_x\n")
+    (task,) = resolve_tasks(["mafw"])
+    with pytest.raises(DataError, match=r"test.txt: line 2: unknown emotion label 'bewildered_x'"):
+        run_task(task, FakeEngine(), tmp_path, tmp_path / "out", progress=False)
+
+
+def test_malformed_evidence_is_a_per_sample_error(dfew_copy):
+    (dfew_copy / "dfew/Clip/original/00002.evidence.json").write_text('{"media": {"path": 3')
+    (task,) = resolve_tasks(["dfew"])
+    r = run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
+    assert r["n_errors"] == 1
+    row = [x for x in iter_jsonl(dfew_copy / "out/dfew/predictions.jsonl") if x["id"] == "2"][0]
+    assert "DataError" in row["error"] and "00002.evidence.json" in row["error"] and "malformed JSON" in row["error"]
+
+
+def test_bad_task_files(tmp_path):
+    good = (TASKS_DIR / "dfew" / "dfew.yaml").read_text()
+    bad = tmp_path / "t.yaml"
+    bad.write_text(good.replace("metrics: [war, uar]", "metrics: [war, bleu]"))
+    with pytest.raises(ConfigError, match=r"\['bleu'\] not available for classification"):
+        load_task(bad)
+    bad.write_text(good.replace("output_type: classification", "output_type: vibes"))
+    with pytest.raises(ConfigError, match="output_type 'vibes'"):
+        load_task(bad)
+    bad.write_text("task: [unclosed")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_task(bad)
+    with pytest.raises(ConfigError, match="unknown model 'gpt'"):
+        make_model("gpt")
+
+
+# --- OpenAI-compatible endpoint ---------------------------------------------------------------------------------------
+
+
+class FakeChatServer:
+    """A tiny OpenAI-compatible chat server on 127.0.0.1 answering from the AU events in the prompt."""
+
+    def __init__(self, delay_s: float = 0.15, fail_words: tuple[str, ...] = ()):
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                    outer.requests.append({"path": self.path, **body})
+                time.sleep(delay_s)
+                prompt = body["messages"][-1]["content"]
+                with outer.lock:
+                    outer.in_flight -= 1
+                if any(w in prompt for w in fail_words):
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "bad request"}')
+                    return
+                emotion = next((e for e, aus in (("happiness", "AU12"), ("surprise", "AU26"), ("sadness", "AU15"),
+                                                 ("anger", "AU23"), ("disgust", "AU9")) if aus + " (" in prompt),
+                               "neutral")  # fmt: skip
+                answer = format_answer("Key observations: from the evidence.", emotion)
+                reply = {"id": "x", "object": "chat.completion", "model": body["model"],
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                                      "finish_reason": "stop"}]}  # fmt: skip
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_openai_endpoint_with_bounded_concurrency(tmp_path):
+    (task,) = resolve_tasks(["ferv39k"])
+    with FakeChatServer() as server:
+        model = make_model(f"openai:{server.url}", endpoint_model="tiny")
+        r = run_task(task, model, FIXTURES, tmp_path, concurrency=2, progress=False)
+    assert r["model"] == f"openai:{server.url}#tiny"
+    assert len(server.requests) == 3 and server.max_in_flight == 2  # overlapped, and never more than the bound
+    req = server.requests[0]
+    assert req["path"] == "/v1/chat/completions" and req["model"] == "tiny" and req["max_tokens"] == 512
+    assert "Facial Action Unit events" in req["messages"][0]["content"]
+    assert "anger, disgust, fear, happiness, neutral, sadness, surprise" in req["messages"][0]["content"]
+    assert r["metrics"]["war"] == pytest.approx(2 / 3)  # the fake server says "neutral" for the fear clip
+
+
+def test_openai_endpoint_errors(tmp_path):
+    (task,) = resolve_tasks(["dfew"])
+    with FakeChatServer(delay_s=0.0, fail_words=("AU15 (",)) as server:
+        r = run_task(task, make_model(f"openai:{server.url}"), FIXTURES, tmp_path, concurrency=3, progress=False)
+    assert r["n_errors"] == 1
+    bad = [row for row in iter_jsonl(tmp_path / "dfew/predictions.jsonl") if row["error"]]
+    assert bad[0]["id"] == "2" and "HTTP 400" in bad[0]["error"]
+    dead = OpenAIModel("http://127.0.0.1:9/v1", retries=0)  # nothing listens on the discard port
+    sample = load_samples(task.loader, FIXTURES / "dfew", task.loader_args)[0]
+    with pytest.raises(BackendError, match="endpoint failed after 1 tries"):
+        dead.generate(Request(sample, lambda ev: "hi"))
+
+
+def test_eval_command_against_local_endpoint(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    commands.add_parser(parser.add_subparsers())
+    with FakeChatServer(delay_s=0.0) as server:
+        argv = ["eval", "--tasks", "dfew,c_expr_db", "--model", f"openai:{server.url}", "--data-root", str(FIXTURES),
+                "--out", str(tmp_path), "--concurrency", "2"]  # fmt: skip
+        args = parser.parse_args(argv)
+        args.quiet = True
+        assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "| dfew | openai:" in out and "war 1.0000" in out
+    assert (
+        "| dfew | war | 1.0000 | 0.6583 | R1-Omni | Zhao et al. 2025" in out
+    )  # the comparison with published numbers
+    assert (tmp_path / "summary.md").read_text() == out
+    assert read_metrics(tmp_path, "c_expr_db")["metrics"]["invalid"] == 2  # no compound in the fake's answers
+
+
+def test_evidence_text_names_aus_and_times():
+    ev = Evidence.load(FIXTURES / "dfew/Clip/original/00001.evidence.json")
+    text = evidence_text(ev)
+    assert "AU12 (lip corner puller) 0.2-2.8 s, apex 1.0 s, peak 3.6" in text
+
+
+# --- the real engine and perception, once they exist ------------------------------------------------------------------
+
+
+def test_engine_adapter_end_to_end(tmp_path):
+    pytest.importorskip("emoreason.reasoning.engine")
+    model = make_model("engine")
+    for task in resolve_tasks(ALL_TASKS):
+        r = run_task(task, model, FIXTURES, tmp_path, progress=False)
+        assert r["n_errors"] == 0, (task.name, r)
+
+
+def test_engine_on_a_real_clip(tmp_path, astronaut_clip):
+    pytest.importorskip("emoreason.reasoning.engine")
+    pytest.importorskip("emoreason.perception.pipeline")
+    shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
+    (tmp_path / "dfew/Clip/original/00001.evidence.json").unlink()
+    shutil.copy(astronaut_clip, tmp_path / "dfew/Clip/original/00001.mp4")
+    (task,) = resolve_tasks(["dfew"])
+    r = run_task(task, make_model("engine"), tmp_path, tmp_path / "out", limit=1, progress=False)
+    assert r["n_errors"] == 0
+    row = next(iter_jsonl(tmp_path / "out/dfew/predictions.jsonl"))
+    assert row["pred"] == "happiness"  # the smiling astronaut
