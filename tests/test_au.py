@@ -109,3 +109,44 @@ def test_still_expression_gives_one_event_spanning_the_clip():
     assert len(au12) == 1 and au12[0].onset == 0.0 and au12[0].offset == pytest.approx(39 / 25)
     assert au12[0].peak >= 1.5
     assert r.aus.baseline and set(r.aus.baseline) == set(au.FEATURES)
+
+
+def _edit(mesh: np.ndarray, idx, dy: float = 0.0, dx_inward: float = 0.0) -> np.ndarray:
+    """Move landmarks ``idx`` by ``dy`` IOD units upward (image y is down) and ``dx_inward`` toward the midline."""
+    out = mesh.copy()
+    iod = np.linalg.norm(mesh[[263, 362]].mean(0) - mesh[[33, 133]].mean(0))
+    mid_x = mesh[[33, 133, 263, 362], 0].mean()
+    idx = list(idx)
+    out[idx, 1] -= dy * iod
+    out[idx, 0] -= np.sign(out[idx, 0] - mid_x) * dx_inward * iod
+    return out
+
+
+@pytest.mark.parametrize(
+    "target, idx, dy, dx_inward",
+    [
+        ("AU1", au._INNER_BROW, 0.10, 0.0),
+        ("AU2", au._OUTER_BROW, 0.10, 0.0),
+        ("AU4", au._INNER_BROW, -0.08, 0.04),
+        ("AU5", au._UPPER_LID, 0.06, 0.0),
+        ("AU43", au._UPPER_LID, -0.14, 0.0),
+        ("AU9", au._NOSE_WING, 0.15, 0.0),
+        ("AU15", au._CORNERS, -0.20, 0.0),
+        ("AU17", (au._CHIN,), 0.20, 0.0),
+        ("AU25", (au._LOWER_LIP_IN,), -0.15, 0.0),
+        ("AU26", (au._CHIN, au._LOWER_LIP_IN, au._LOWER_LIP_BOTTOM), -0.30, 0.0),
+    ],
+)
+def test_each_rule_responds_to_its_movement(astronaut_mesh, target, idx, dy, dx_inward):
+    """Moving the landmarks an AU moves raises that AU's intensity (checks each rule's feature and sign)."""
+    k = PERCEIVED_AUS.index(target)
+    ref = dict(au.NEUTRAL_PRIOR)
+    before = au.au_intensities(au.geometry_features(astronaut_mesh), ref, fps=25)[0, k]
+    after = au.au_intensities(au.geometry_features(_edit(astronaut_mesh, idx, dy, dx_inward)), ref, fps=25)[0, k]
+    assert after >= before + 1.5, (target, before, after)
+
+
+def test_lowered_mouth_corners_turn_a_smile_into_au15(astronaut_mesh):
+    feats = au.geometry_features(_edit(astronaut_mesh, au._CORNERS, -0.25))
+    inten = dict(zip(PERCEIVED_AUS, au.au_intensities(feats, dict(au.NEUTRAL_PRIOR), fps=25)[0], strict=True))
+    assert inten["AU15"] >= 2 and inten["AU12"] < 2.5

@@ -130,6 +130,7 @@ class FaceDetector:
     """BlazeFace short range on a letterboxed frame."""
 
     SIZE = 128
+    TILE_BELOW = 0.5
 
     def __init__(self, *, num_threads: int = 1, score_threshold: float = 0.5, iou_threshold: float = 0.3):
         self.interp = _interpreter(DETECTOR_FILE, num_threads)
@@ -145,22 +146,23 @@ class FaceDetector:
         """All faces in an RGB uint8 frame, best first.
 
         The whole frame is letterboxed first. Short-range BlazeFace misses faces under ~1/8 of the long side, so when a
-        wide or tall frame gives nothing (and ``tiles``), overlapping square tiles along its long side are searched too
-        (one detector run per tile, only on frames without a face).
+        wide or tall frame gives no confident face (score >= ``TILE_BELOW``) and ``tiles`` is set, overlapping square
+        tiles along its long side are searched too (one detector run per tile, only on such frames).
         """
         h, w = rgb.shape[:2]
-        dets = self._detect_region(rgb, 0, 0)
+        found = self._detect_region(rgb, 0, 0)
         short, long_ = min(h, w), max(h, w)
-        if dets or not tiles or long_ < 1.25 * short:
-            return dets
+        if not tiles or long_ < 1.25 * short or any(d.score >= self.TILE_BELOW for d in found):
+            return found
         n_tiles = int(np.ceil(long_ / short)) + 1
-        starts = np.linspace(0, long_ - short, n_tiles).round().astype(int)
-        found: list[Detection] = []
-        for s0 in starts:
+        for s0 in np.linspace(0, long_ - short, n_tiles).round().astype(int):
             tile = rgb[:, s0 : s0 + short] if w > h else rgb[s0 : s0 + short]
             for d in self._detect_region(tile, s0 if w > h else 0, 0 if w > h else s0):
-                if all(box_iou(d.box, f.box[None])[0] < self.iou_threshold for f in found):
+                same = [k for k, f in enumerate(found) if box_iou(d.box, f.box[None])[0] >= self.iou_threshold]
+                if not same:
                     found.append(d)
+                elif d.score > found[same[0]].score:
+                    found[same[0]] = d
         return sorted(found, key=lambda d: -d.score)
 
     def _detect_region(self, rgb: np.ndarray, ox: int, oy: int) -> list[Detection]:
@@ -307,7 +309,7 @@ class FrameFace:
     """What the tracker found in one frame about the main face."""
 
     present: bool
-    n_faces: int | None = None  # detections this frame; None when the detector did not run
+    n_faces: int | None = None  # faces counted this frame; None when the detector did not run
     box: np.ndarray | None = None
     score: float | None = None  # mesh face-presence probability
     landmarks: np.ndarray | None = None
@@ -373,7 +375,7 @@ class FaceTracker:
         if tr is None or hit is None or i % self.detect_every == 0:
             # tiles (small faces in wide frames) only on the periodic passes: a face-less stretch stays cheap
             dets = self.detector.detect(rgb, tiles=i % self.detect_every == 0)
-            n = self._count_faces(rgb, dets)
+            n = self._count_faces(rgb, dets, landmarks_box(hit[0]) if hit is not None else tr.box if tr else None)
             dets = [d for d in dets if d.score >= self.main_score]
         if hit is not None:
             box = landmarks_box(hit[0])
@@ -386,12 +388,14 @@ class FaceTracker:
             return self._miss(n)
         return self._from_detection(rgb, dets, n)
 
-    def _count_faces(self, rgb: np.ndarray, dets: list[Detection]) -> int:
-        """Faces in the frame: confident detections, plus weaker ones the mesh confirms (a second face in the frame
-        lowers the detector's score for the smaller one)."""
-        n = sum(d.score >= self.main_score for d in dets)
-        weak = [d for d in dets if d.score < self.main_score]
-        return n + sum(self._mesh_on(rgb, roi_from_detection(d)) is not None for d in weak[:3])
+    def _count_faces(self, rgb: np.ndarray, dets: list[Detection], known: np.ndarray | None) -> int:
+        """Faces in the frame that the mesh confirms. A detection on the main face (``known`` box) needs no new mesh run;
+        others, down to ``other_score`` (a second face in the frame lowers the detector's score for the smaller one),
+        are checked with the mesh, at most four, so an animal or a pattern is not counted as a person."""
+        n = 0
+        if known is not None and any(box_iou(known, d.box[None])[0] >= self.iou_same for d in dets):
+            n, dets = 1, [d for d in dets if box_iou(known, d.box[None])[0] < self.iou_same]
+        return n + sum(self._mesh_on(rgb, roi_from_detection(d)) is not None for d in dets[:4])
 
     def _challenge(self, rgb: np.ndarray, box: np.ndarray, dets: list[Detection]) -> None:
         """Count detector passes on which another face clearly outranks the main one; replace the track after enough."""

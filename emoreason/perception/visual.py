@@ -21,7 +21,7 @@ from emoreason.perception.face import FaceTracker, face_frame, model_versions, p
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 256
+_CHUNK = 64  # meshes turned into features per batch (bounds the transient arrays to a few MB)
 LOW_COVERAGE = 0.5  # below this fraction of frames with the main face: flag low_face_coverage
 MULTI_FACE_FRACTION = 0.1  # two or more faces on at least this fraction of detector passes: flag multiple_faces
 EXTREME_YAW, EXTREME_PITCH = 45.0, 30.0  # degrees
