@@ -150,3 +150,30 @@ def test_lowered_mouth_corners_turn_a_smile_into_au15(astronaut_mesh):
     feats = au.geometry_features(_edit(astronaut_mesh, au._CORNERS, -0.25))
     inten = dict(zip(PERCEIVED_AUS, au.au_intensities(feats, dict(au.NEUTRAL_PRIOR), fps=25)[0], strict=True))
     assert inten["AU15"] >= 2 and inten["AU12"] < 2.5
+
+
+def _pull_corners_in(image: np.ndarray, mesh: np.ndarray, px: float = 10.0, sigma: float = 8.0) -> np.ndarray:
+    """Image warp that drags the mouth corners down and inward: the smile fades (a pixel edit, not a mesh edit)."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = np.zeros_like(xx), np.zeros_like(yy)
+    for (cx, cy), sx in ((mesh[61, :2], px / 2), (mesh[291, :2], -px / 2)):
+        g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+        dx += sx * g
+        dy += px * g
+    import cv2
+
+    return cv2.remap(image, xx - dx, yy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_smile_episode_in_a_clip_gives_one_timed_au12_event(astronaut_mesh):
+    """Faded smile 0-0.8 s, full smile 0.8-2.0 s, faded again: the clip adapts its neutral and times the AU12 event."""
+    full = mf.astronaut()
+    faded = _pull_corners_in(full, astronaut_mesh)
+    frames = [(i / 25, full if 20 <= i < 50 else faded) for i in range(70)]
+    r = analyze_frames(frames, fps=25)
+    au12 = np.array(r.aus.intensities["AU12"])
+    assert au12[:15].max() < 1.0 and au12[55:].max() < 1.0 and au12[25:45].min() > 2.5
+    (event,) = [e for e in r.au_events if e.au == "AU12"]
+    assert event.onset == pytest.approx(0.8, abs=0.12) and event.offset == pytest.approx(1.96, abs=0.12)
+    assert 0.8 <= event.apex <= 1.96 and event.peak > 2.5
