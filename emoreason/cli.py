@@ -15,7 +15,7 @@ from emoreason import __version__
 from emoreason.errors import EmoReasonError
 
 # Modules that define ``add_parser(subparsers)``; each adds one or more subcommands.
-COMMAND_MODULES: tuple[str, ...] = ("emoreason.perception.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("emoreason.perception.commands", "emoreason.evaluation.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
