@@ -3,6 +3,9 @@
 :func:`analyze_frames` consumes ``(time_s, RGB uint8 HxWx3)`` pairs one at a time and keeps only small per-frame arrays
 (pose, geometry features, box; optionally the mesh and a small grey crop), so memory stays bounded for long clips.
 Meshes are turned into pose and AU features in chunks of ``_CHUNK`` frames with vectorised numpy.
+
+``FaceTrack.scores`` holds the face mesh's presence probability for the main face on each frame (the detector only runs
+every few frames, so its score is not available on all of them).
 """
 
 from __future__ import annotations
@@ -138,7 +141,8 @@ def analyze_frames(
     face = aus = None
     events: list[AUEvent] = []
     if not present_idx:
-        flags.append(QualityFlag(code="no_face", message=f"no face found in any of the {n} analysed frames"))
+        msg = f"no face found in any of the {n} analysed frames" if n else "no frames to analyse"
+        flags.append(QualityFlag(code="no_face", message=msg))
     else:
         poses = [HeadPose(yaw=round(float(p[0]), 2), pitch=round(float(p[1]), 2), roll=round(float(p[2]), 2))
                  if ok else None for p, ok in zip(pose_all, present, strict=True)]  # fmt: skip
