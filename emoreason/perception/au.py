@@ -9,9 +9,9 @@ Pipeline, all vectorised over frames:
 2. :func:`neutral_reference` gives each feature's neutral value: the population prior ``NEUTRAL_PRIOR`` moved toward the
    clip's own resting value (a percentile on the feature's resting side) only as far as the clip's own variation
    justifies. A clip whose face never changes (a still photo, a smile held throughout) keeps the prior, so a lasting
-   expression is measured, not erased; a lively clip adapts to the person's morphology, by at most ``MAX_SHIFT``.
+   expression is measured, not erased; a lively clip adapts to the person's morphology, by at most ``MAX_SHIFT_SD`` population SDs.
 3. :func:`au_intensities` maps signed deviations from neutral to the 0-5 FACS scale with ``AU_RULES`` (feature, sign,
-   change per intensity point), then smooths over time.
+   change per intensity point, weight), then smooths over time (0.2 s centred mean).
 4. :func:`find_events` finds per-AU events (onset, apex, offset, peak, mean) by hysteresis on the smoothed series.
 
 These are geometric estimates, not a trained AU detector: units were set by hand (see ``AU_RULES``), and AUs that leave
