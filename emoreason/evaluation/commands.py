@@ -58,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "eval", help="evaluate a model on benchmark suites", description="Run evaluation tasks on a model; print a summary table.",
+        "eval", help="evaluate a model on benchmark suites",
+        description="Run evaluation tasks on a model; print a summary table.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
     p.add_argument("--tasks", required=True, help="comma-separated task or suite names (eval/tasks/<suite>/*.yaml)")

@@ -100,6 +100,23 @@ def evidence_text(ev: Evidence, max_events: int = 20) -> str:
     return "\n".join(lines)
 
 
+_WARNED: list[str] = []
+
+
+def prompt_evidence(ev: Evidence) -> str:
+    """The evidence as text for a prompt: the shared renderer the training prompts use
+    (``emoreason.evidence_text.evidence_to_text``), so a trained model sees the same text at evaluation; when that
+    module is absent, :func:`evidence_text` (logged once)."""
+    try:
+        from emoreason.evidence_text import evidence_to_text
+    except ImportError as e:
+        if not _WARNED:
+            _WARNED.append(str(e))
+            log.warning("emoreason.evidence_text unavailable (%s); prompts use the evaluation's own evidence text", e)
+        return evidence_text(ev)
+    return evidence_to_text(ev)
+
+
 class EngineModel:
     """The knowledge-based reasoner (no weights)."""
 
@@ -147,7 +164,7 @@ class OpenAIModel:
     def generate(self, request: Request) -> Response:
         import httpx
 
-        prompt = request.prompt(evidence_text(load_evidence(request.sample)))
+        prompt = request.prompt(prompt_evidence(load_evidence(request.sample)))
         url = f"{self.base_url}/chat/completions"
         last: str = ""
         for attempt in range(self.retries + 1):
@@ -195,7 +212,7 @@ class CheckpointModel:
 
     def generate(self, request: Request) -> Response:
         ev = load_evidence(request.sample)
-        text = self._reasoner.generate(ev, request.prompt(evidence_text(ev)), **request.generation)
+        text = self._reasoner.generate(ev, request.prompt(prompt_evidence(ev)), **request.generation)
         return Response(text=text)
 
 
