@@ -62,7 +62,8 @@ _ACTIONS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "lips_press": ("", [("lips lip mouth", "press presses pressed pressing tighten tightens tightened tightening "
                          "purse purses pursed pursing compress compresses compressed thin thins thinned")]),
     "smile": ("smile smiles smiled smiling grin grins grinned grinning beam beams beamed beaming",
-              [("corner corners", "up upward upwards upturn upturned curl curls curled")]),
+              [("corner corners", "up upward upwards upturn upturned curl curls curled rise rises rising raise "
+                "raised lift lifts lifted")]),
     "lip_corner_down": ("pout pouts pouted pouting grimace grimaces grimaced grimacing",
                         [("corner corners mouth", "down downward downwards droop droops drooped drooping "
                           "depress depresses depressed sag sags sagging")]),
@@ -79,13 +80,15 @@ _ACTIONS: dict[str, tuple[str, list[tuple[str, str]]]] = {
                                                         "scrunches scrunched crinkle crinkles crinkled")]),
     "upper_lip_raise": ("", [("lip", "raise raises raised raising curl curls curled lift lifts lifted")]),
     "chin_raise": ("", [("chin", "raise raises raised raising push pushes pushed wrinkle wrinkles")]),
-    "head_turn": ("", [("head face gaze", "turn turns turned turning away avert averts averted")]),
+    "head_turn": ("", [("head face gaze", "turn turns turned turning away avert averts averted"),
+                       ("look looks looked looking glance glances glanced", "away aside sideways")]),
     "head_nod": ("nod nods nodded nodding", []),
     "head_shake": ("", [("head", "shake shakes shook shaking")]),
     "head_tilt": ("", [("head", "tilt tilts tilted tilting cock cocks cocked")]),
     "head_down": ("", [("head gaze", "down downward lower lowers lowered lowering drop drops dropped bow bows "
-                        "bowed")]),
-    "head_up": ("", [("head gaze", "up upward raise raises raised lift lifts lifted")]),
+                        "bowed"), ("look looks looked looking glance glances glanced", "down downward")]),
+    "head_up": ("", [("head gaze", "up upward raise raises raised lift lifts lifted"),
+                     ("look looks looked looking glance glances glanced", "up upward")]),
     "laugh": ("laugh laughs laughed laughing chuckle chuckles chuckled chuckling giggle giggles giggling", []),
     "cry": ("cry cries cried crying tears tearful sob sobs sobbed sobbing weep weeps wept weeping", []),
 }  # fmt: skip

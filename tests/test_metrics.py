@@ -61,6 +61,11 @@ def labels(text: str) -> list[str]:
         ("She doesn't look happy.", ["not emotion:happiness"]),
         ("Her mouth does not open.", ["not mouth_open"]),
         ("A man stands by the window in the rain.", []),
+        ("Her eyebrows are raised and her eyes wide open.", ["brow_raise", "eyes_widen"]),
+        ("The corners of the mouth rise.", ["smile"]),
+        ("The lip corners pull down.", ["lip_corner_down"]),
+        ("She looks away, then looks down.", ["head_turn", "head_down"]),
+        ("He shows no sign of anger.", ["not emotion:anger"]),
     ],
 )
 def test_event_lexicon(text, expected):
