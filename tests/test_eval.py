@@ -179,6 +179,15 @@ def test_resume_after_interruption_gives_identical_numbers(tmp_path):
     assert rerun.calls == []
 
 
+def test_rows_of_another_model_are_refused(tmp_path):
+    (task,) = resolve_tasks(["dfew"])
+    run_task(task, FakeEngine(), FIXTURES, tmp_path, progress=False)
+    other = FakeEngine()
+    other.name = "another-model"
+    with pytest.raises(ConfigError, match="holds predictions of another model \\(fake-engine\\)"):
+        run_task(task, other, FIXTURES, tmp_path, progress=False)
+
+
 def test_limit(tmp_path):
     (task,) = resolve_tasks(["ferv39k"])
     assert run_task(task, FakeEngine(), FIXTURES, tmp_path, limit=2, progress=False)["n"] == 2
@@ -358,6 +367,7 @@ def test_eval_command_against_local_endpoint(tmp_path, capsys):
         "| dfew | war | 1.0000 | 0.6583 | R1-Omni | Zhao et al. 2025" in out
     )  # the comparison with published numbers
     assert (tmp_path / "summary.md").read_text() == out
+    assert [r["task"] for r in json.loads((tmp_path / "summary.json").read_text())] == ["dfew", "c_expr_db"]
     assert read_metrics(tmp_path, "c_expr_db")["metrics"]["invalid"] == 2  # no compound in the fake's answers
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
@@ -40,6 +41,7 @@ def evaluate(
     ]
     text = summary_markdown(results, selected, load_published())
     atomic_write_text(Path(out) / "summary.md", text)
+    atomic_write_text(Path(out) / "summary.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     return text
 
 

@@ -7,10 +7,11 @@ optional ``utils.py`` beside it may define hooks ``doc_to_text(sample, prompt) -
 
 Files, under ``<out>/<task>/``:
 
-- ``predictions.jsonl`` — one row per finished sample, appended (and fsync'd) as soon as it is scored: id, output,
+- ``predictions.jsonl`` — one row per finished sample, appended (and fsync'd) as soon as it is scored: id, model, output,
   caption, the normalised prediction, the reference, per-sample scores, groups, and ``error``. A rerun skips ids that
   already have a row without error; a truncated last line (a crash mid-write) is cut off first; rows with an error are
-  retried and the last row of an id wins. A crash therefore loses at most the sample being written.
+  retried and the last row of an id wins. A crash therefore loses at most the sample being written. Rows of another
+  model in the same folder are refused (a :class:`~emoreason.errors.ConfigError`), never mixed in.
 - ``metrics.json`` — written atomically at the end, computed from the rows only, so an interrupted-then-resumed run
   gives the same numbers as an uninterrupted one.
 
@@ -309,10 +310,11 @@ def _read_rows(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _row(task: Task, sample: Sample, response: Response | None, error: str | None) -> dict[str, Any]:
+def _row(task: Task, sample: Sample, model_name: str, response: Response | None, error: str | None) -> dict[str, Any]:
     scored = score_sample(task, sample, response)
     return {
         "id": sample.id,
+        "model": model_name,
         "output": response.text if response else None,
         "caption": response.caption if response else None,
         "pred": scored["pred"],
@@ -340,6 +342,10 @@ def run_task(
     task_dir = Path(out_dir) / task.name
     pred_path = task_dir / "predictions.jsonl"
     rows = _read_rows(pred_path)
+    others = sorted({str(r.get("model")) for r in rows.values()} - {model.name})
+    if others:
+        raise ConfigError(f"holds predictions of another model ({', '.join(others)}), not {model.name}; "
+                          "use another --out folder or delete this file", pred_path)  # fmt: skip
     todo = [s for s in samples if s.id not in rows or rows[s.id].get("error")]
     log.info(
         "%s: %d samples, %d already done, %d to run", task.name, len(samples), len(samples) - len(todo), len(todo)
@@ -352,7 +358,7 @@ def run_task(
         except EmoReasonError as e:
             response, error = None, f"{type(e).__name__}: {e}"
             log.warning("%s/%s: %s", task.name, sample.id, error)
-        return _row(task, sample, response, error)
+        return _row(task, sample, model.name, response, error)
 
     workers = max(1, min(concurrency, model.max_concurrency))
     bar = tqdm(total=len(todo), desc=task.name, unit="clip", disable=not progress or not todo, dynamic_ncols=True)
