@@ -15,7 +15,11 @@ from emoreason import __version__
 from emoreason.errors import EmoReasonError
 
 # Modules that define ``add_parser(subparsers)``; each adds one or more subcommands.
-COMMAND_MODULES: tuple[str, ...] = ("emoreason.perception.commands", "emoreason.evaluation.commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "emoreason.perception.commands",
+    "emoreason.evaluation.commands",
+    "emoreason.training.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -309,3 +309,10 @@ def test_sft_and_grpo_on_smollm2(smoke, tmp_path, faithfulness):
     )
     g = run_grpo(grpo, evidence_formatter=evidence_text)
     assert g["global_step"] == 2
+
+
+def test_train_command_is_registered(capsys):
+    from emoreason.cli import main
+
+    assert main(["train", "sft", "/no/such/recipe.yaml"]) == 2  # ConfigError exit code
+    assert "recipe not found" in capsys.readouterr().err
