@@ -105,10 +105,8 @@ def _label(value: str, args: dict, path: Path, line: int) -> str:
         raise DataError(f"line {line}: unknown emotion label {value!r}", path) from None
 
 
-def _groups(root: Path, args: dict) -> dict[str, dict[str, str]]:
-    spec = args.get("groups")
-    if not spec:
-        return {}
+def _groups(root: Path, spec: dict) -> dict[str, dict[str, str]]:
+    """``{id: {column: value}}`` from a groups CSV (``file``, ``id_column``, ``columns``)."""
     path = root / _need(spec, "file", "groups")
     id_col = spec.get("id_column", "id")
     out: dict[str, dict[str, str]] = {}
@@ -123,13 +121,12 @@ def load_label_table(root: Path, args: dict) -> list[Sample]:
     path = root / _need(args, "file", "label_table")
     delimiter = args.get("delimiter", ",")
     id_col, label_col = args.get("id_column", 0), args.get("label_column", 1)
-    groups = _groups(root, args)
     samples = []
     for line, row in _rows(path, delimiter, bool(args.get("header", True))):
         sid = _cell(row, id_col, path, line)
         label = _label(_cell(row, label_col, path, line), args, path, line)
         video, evidence = _paths(root, args, sid, f"{path}:{line}")
-        samples.append(Sample(sid, {"label": label}, video, evidence, groups.get(sid, {}), f"{path}:{line}"))
+        samples.append(Sample(sid, {"label": label}, video, evidence, {}, f"{path}:{line}"))
     return samples
 
 
@@ -322,12 +319,19 @@ LOADERS: dict[str, Callable[[Path, dict], list[Sample]]] = {
 
 
 def load_samples(loader: str, root: Path, args: dict) -> list[Sample]:
-    """Run the loader named ``loader`` on the dataset folder ``root``; ids must be unique."""
+    """Run the loader named ``loader`` on the dataset folder ``root``; ids must be unique.
+
+    Any loader takes ``groups: {file, id_column, columns}``: a CSV of per-sample attributes (gender, age band, skin
+    tone, head pose, occlusion ...) whose values the harness reports every metric for, with the best-worst gap."""
     if loader not in LOADERS:
         raise ConfigError(f"unknown loader {loader!r}; known: {', '.join(LOADERS)}")
     if not root.is_dir():
         raise DataError("dataset folder not found", root)
     samples = LOADERS[loader](root, args)
+    if args.get("groups"):
+        groups = _groups(root, args["groups"])
+        for s in samples:
+            s.groups = groups.get(s.id, {})
     seen: dict[str, str] = {}
     for s in samples:
         if s.id in seen:
