@@ -254,3 +254,17 @@ def test_memory_stays_bounded_on_long_hd_streams():
 
     small, large = peak(80), peak(240)
     assert large - small < 2**20, (small, large)
+
+
+def test_fast_moving_face_is_followed():
+    """40 px per frame (~half a face width): velocity prediction and re-centring keep the mesh on the face."""
+    img = mf.astronaut()
+    frames = []
+    for i in range(20):
+        canvas = np.full((512, 1400, 3), 40, np.uint8)
+        canvas[:, i * 40 : i * 40 + 512] = img
+        frames.append((i / 25, canvas))
+    r = analyze_frames(frames, fps=25)
+    assert r.face.coverage == 1.0 and r.face.track_switches == 0
+    x0 = [box[0] - 40 * i for i, box in enumerate(r.face.boxes)]
+    assert max(x0) - min(x0) < 12  # the box moves with the face

@@ -318,10 +318,15 @@ class FrameFace:
 
 @dataclass
 class _Track:
-    roi: Roi
+    roi: Roi  # where the mesh looks on the next frame (last landmarks' region, moved by the velocity)
     box: np.ndarray
     missed: int = 0
     challenger_hits: int = 0
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre motion, pixels per frame
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
 
 def _priority(box: np.ndarray, shape: tuple[int, ...]) -> float:
@@ -346,6 +351,8 @@ class FaceTracker:
     max_missed: int = 10
     switch_after: int = 3
     iou_same: float = 0.3
+    recentre: float = 0.05  # re-run the mesh when the face sits this far (fraction of the crop) off the crop centre
+    near: float = 1.5  # a detection this many face sizes from the track still continues it (fast motion)
     main_score: float = 0.4  # detector score needed to start a track (the mesh must confirm it too)
     other_score: float = 0.3  # lower score at which another face counts, once the mesh confirms it
     detector: FaceDetector = field(init=False)
@@ -361,6 +368,13 @@ class FaceTracker:
         self.detector = FaceDetector(num_threads=self.num_threads, score_threshold=self.other_score)
         self.mesh = FaceMesh(num_threads=self.num_threads)
 
+    def _same(self, box: np.ndarray, other: np.ndarray) -> bool:
+        """Continuity: the boxes overlap (IoU) or ``other``'s centre is within ``near`` face sizes of ``box``'s."""
+        if box_iou(box, other[None])[0] >= self.iou_same:
+            return True
+        size = max(box[2] - box[0], box[3] - box[1])
+        return bool(np.linalg.norm(_centre(other) - _centre(box)) <= self.near * size)
+
     def _mesh_on(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float] | None:
         lm, presence = self.mesh.run(rgb, roi)
         return (lm, presence) if presence >= self.mesh.presence_threshold else None
@@ -371,10 +385,16 @@ class FaceTracker:
             return self._miss(None)
         tr = self.track
         hit = self._mesh_on(rgb, tr.roi) if tr is not None else None
+        if hit is not None:
+            # a face far off the crop centre (fast motion) gets biased landmarks: look again, centred on them
+            shift = np.hypot(*(_centre(landmarks_box(hit[0])) - [tr.roi.cx, tr.roi.cy]))
+            if shift > self.recentre * tr.roi.size:
+                hit = self._mesh_on(rgb, roi_from_landmarks(hit[0])) or hit
         dets, n = None, None
         if tr is None or hit is None or i % self.detect_every == 0:
-            # tiles (small faces in wide frames) only on the periodic passes: a face-less stretch stays cheap
-            dets = self.detector.detect(rgb, tiles=i % self.detect_every == 0)
+            # tiles (small faces in wide frames) on the periodic passes and while the track is lost; a face-less
+            # stretch stays cheap
+            dets = self.detector.detect(rgb, tiles=i % self.detect_every == 0 or tr is not None)
             n = self._count_faces(rgb, dets, landmarks_box(hit[0]) if hit is not None else tr.box if tr else None)
             dets = [d for d in dets if d.score >= self.main_score]
         if hit is not None:
@@ -393,15 +413,15 @@ class FaceTracker:
         others, down to ``other_score`` (a second face in the frame lowers the detector's score for the smaller one),
         are checked with the mesh, at most four, so an animal or a pattern is not counted as a person."""
         n = 0
-        if known is not None and any(box_iou(known, d.box[None])[0] >= self.iou_same for d in dets):
-            n, dets = 1, [d for d in dets if box_iou(known, d.box[None])[0] < self.iou_same]
+        if known is not None and any(self._same(known, d.box) for d in dets):
+            n, dets = 1, [d for d in dets if not self._same(known, d.box)]
         return n + sum(self._mesh_on(rgb, roi_from_detection(d)) is not None for d in dets[:4])
 
     def _challenge(self, rgb: np.ndarray, box: np.ndarray, dets: list[Detection]) -> None:
         """Count detector passes on which another face clearly outranks the main one; replace the track after enough."""
         tr = self.track
         own = _priority(box, rgb.shape)
-        others = [d for d in dets if box_iou(box, d.box[None])[0] < self.iou_same]
+        others = [d for d in dets if not self._same(box, d.box)]
         if others and max(_priority(d.box, rgb.shape) for d in others) > 1.5 * own:
             tr.challenger_hits += 1
             if tr.challenger_hits >= self.switch_after:
@@ -411,11 +431,11 @@ class FaceTracker:
             tr.challenger_hits = 0
 
     def _from_detection(self, rgb: np.ndarray, dets: list[Detection], n: int | None) -> FrameFace:
-        """Start or re-find the main face from detections; a live track only accepts a face where it was."""
+        """Start or re-find the main face from detections; a live track only accepts a face where it was (or near)."""
         tr = self.track
         ranked = sorted(dets, key=lambda d: -_priority(d.box, rgb.shape))
         if tr is not None:
-            ranked = [d for d in ranked if box_iou(tr.box, d.box[None])[0] >= self.iou_same]
+            ranked = [d for d in ranked if self._same(tr.box, d.box)]
         for det in ranked:
             hit = self._mesh_on(rgb, roi_from_detection(det))
             if hit is None:
@@ -425,18 +445,27 @@ class FaceTracker:
                 self.switches += self.acquired > 0
                 self.acquired += 1
                 self.track = _Track(roi=roi_from_landmarks(hit[0]), box=box)
+            else:
+                tr.missed = 1  # re-found from a detection: no velocity from a stale box
             return self._keep(hit, box, n)
         return self._miss(n)
 
     def _keep(self, hit: tuple[np.ndarray, float], box: np.ndarray, n: int | None) -> FrameFace:
         lm, presence = hit
         tr = self.track
-        tr.roi, tr.box, tr.missed = roi_from_landmarks(lm), box, 0
-        return FrameFace(True, n, box, presence, lm, tr.roi)
+        roi = roi_from_landmarks(lm)
+        # constant-velocity prediction keeps a moving face centred in the next crop (the mesh lags off-centre faces)
+        tr.velocity = _centre(box) - _centre(tr.box) if tr.missed == 0 else np.zeros(2)
+        tr.roi = Roi(roi.cx + tr.velocity[0], roi.cy + tr.velocity[1], roi.size, roi.angle)
+        tr.box, tr.missed = box, 0
+        return FrameFace(True, n, box, presence, lm, roi)
 
     def _miss(self, n: int | None) -> FrameFace:
         if self.track is not None:
-            self.track.missed += 1
+            tr = self.track
+            tr.box = tr.box + np.tile(tr.velocity, 2)  # keep predicting where a moving face went
+            tr.roi = Roi(tr.roi.cx + tr.velocity[0], tr.roi.cy + tr.velocity[1], tr.roi.size, tr.roi.angle)
+            tr.missed += 1
             if self.track.missed > self.max_missed:
                 self.track = None
         return FrameFace(False, n)

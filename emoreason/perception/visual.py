@@ -65,7 +65,7 @@ def analyze_frames(
     """Track the main face, estimate head pose and AU intensities, and find AU events in a stream of frames.
 
     ``fps`` is the rate of the frames given (it sets the smoothing window, the detector period — by default about every
-    0.2 s — and how many frames a track survives without a face, about 0.5 s).
+    0.2 s — and how many frames a track survives without a face, about 0.25 s and at least 3).
     """
     import time
 
@@ -74,7 +74,7 @@ def analyze_frames(
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     tracker = FaceTracker(num_threads=num_threads, detect_every=detect_every or max(1, round(fps / 5)),
-                          max_missed=max(3, round(fps / 2)))  # fmt: skip
+                          max_missed=max(3, round(fps / 4)))  # fmt: skip
     times: list[float] = []
     boxes: list[list[float] | None] = []
     scores: list[float | None] = []
