@@ -10,8 +10,9 @@ Owns the two shipped TensorFlow Lite models (``emoreason/assets/face``), run thr
 
 :class:`FaceTracker` follows one MAIN face the way MediaPipe does it cheaply: the detector runs every ``detect_every``
 frames (and whenever the track is in doubt); between, the mesh runs on the region found from the previous frame's
-landmarks. The main face is chosen by size and centrality, kept by continuity (IoU with the previous box), survives a few
-missed frames, and is only replaced by a clearly larger/more central face seen on several detector passes.
+landmarks, moved by the face's velocity (and run a second time, re-centred, when the face sits far off the crop centre).
+The main face is chosen by size and centrality, kept by continuity (IoU with, or nearness to, the previous box), survives
+a few missed frames, and is only replaced by a clearly larger/more central face seen on several detector passes.
 
 Head pose is solvePnP-free: :func:`face_frame` builds the face's own orthonormal axes from the mesh (left-right from six
 bilateral landmark pairs, down from the forehead-to-nose-base midline), which gives a rotation matrix, yaw/pitch/roll, and the
