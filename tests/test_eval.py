@@ -371,6 +371,17 @@ def test_eval_command_against_local_endpoint(tmp_path, capsys):
     assert read_metrics(tmp_path, "c_expr_db")["metrics"]["invalid"] == 2  # no compound in the fake's answers
 
 
+def test_eval_command_fails_when_samples_fail(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    commands.add_parser(parser.add_subparsers())
+    with FakeChatServer(fail_words=("AU15",)) as server:
+        args = parser.parse_args(["eval", "--tasks", "dfew", "--model", f"openai:{server.url}", "--data-root",
+                                  str(FIXTURES), "--out", str(tmp_path)])  # fmt: skip
+        args.quiet = True
+        assert args.func(args) == 1
+    assert "samples failed (dfew: 1)" in capsys.readouterr().err
+
+
 def test_evidence_text_names_aus_and_times():
     ev = Evidence.load(FIXTURES / "dfew/Clip/original/00001.evidence.json")
     text = evidence_text(ev)

@@ -1,4 +1,7 @@
-"""``emoreason eval``: run evaluation tasks on a model and print a summary table."""
+"""``emoreason eval``: run evaluation tasks on a model and print a summary table.
+
+Exit status 0 when every sample was answered; 1 when some failed (their rows carry the error; a rerun retries them).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 from emoreason.errors import ConfigError
@@ -55,6 +59,13 @@ def _run(args: argparse.Namespace) -> int:
         endpoint_model=args.endpoint_model, api_key=api_key, progress=not args.quiet,
     )  # fmt: skip
     print(text, end="")
+    results = json.loads((Path(args.out) / "summary.json").read_text(encoding="utf-8"))
+    failed = {r["task"]: r["n_errors"] for r in results if r["n_errors"]}
+    if failed:
+        detail = ", ".join(f"{t}: {n}" for t, n in failed.items())
+        print(f"emoreason: error: samples failed ({detail}); see 'error' in <out>/<task>/predictions.jsonl, rerun to "
+              "retry them", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
