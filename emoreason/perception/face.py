@@ -15,8 +15,8 @@ The main face is chosen by size and centrality, kept by continuity (IoU with, or
 a few missed frames, and is only replaced by a clearly larger/more central face seen on several detector passes.
 
 Head pose is solvePnP-free: :func:`face_frame` builds the face's own orthonormal axes from the mesh (left-right from six
-bilateral landmark pairs, down from the forehead-to-nose-base midline), which gives a rotation matrix, yaw/pitch/roll, and the
-pose-normalised landmarks the AU step uses. Zero pitch means the forehead-to-nose-base line is parallel to the image plane.
+bilateral landmark pairs, down from the forehead-to-nose-base midline), which gives a rotation matrix, yaw/pitch/roll,
+and the pose-normalised landmarks the AU step uses. Zero pitch = the forehead-to-nose-base line parallel to the image.
 """
 
 from __future__ import annotations
