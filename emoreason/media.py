@@ -14,9 +14,10 @@ the file and the cause, never a crash:
   ``MAX_SIDE`` (beyond 8K);
 - a clip longer than ``max_duration_s`` (30 min by default; raise it with ``--max-duration`` or the keyword).
 
-Frames are streamed one at a time (memory does not grow with clip length). A file whose video stops decoding well before
-its declared duration (more than ``max(1 s, 10 %)`` early, or with a decoder error) is an error naming the time reached;
-a shorter shortfall is normal container slack and is accepted.
+Frames are streamed one at a time (memory does not grow with clip length). A file whose video stops decoding before its
+declared duration (with a decoder error, or silently more than 3 frames / 2 % early against the video stream's own
+duration — 1 s / 10 % when only the container's duration is known) is an error naming the time reached, never a partial
+result: evidence from a truncated file would silently describe only its beginning.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ MAX_SIDE = 8192  # px: beyond 8K on the long side a clip is rejected
 MAX_DURATION_S = 30 * 60.0
 MAX_FILE_BYTES = 8 * 1024**3
 AUDIO_ONLY_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".opus"})
-_EARLY_END_S = 1.0  # decoding may end this much (or 10 %) before the declared duration without being an error
+# decoding may end this much before the declared duration without being an error: 3 frames or 2 % of the video
+# stream's own duration when the container states it, else 1 s or 10 % of the container's duration
+_EARLY_END_FRACTION_STREAM = 0.02
+_EARLY_END_S = 1.0
 _EARLY_END_FRACTION = 0.1
 
 
@@ -201,14 +205,19 @@ def iter_frames(
     p = _check_path(path, Limits(max_file_bytes=2**63))
     with _open(p) as container:
         if not container.streams.video:
-            kind = "an audio-only file" if container.streams.audio else "a file without streams"
+            kind = "an audio-only file" if container.streams.audio else "a file without audio or video"
             raise MediaError(f"no video stream: this is {kind}", p)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        declared = _duration(container)
         t0 = _stream_time0(stream)
         rate = stream.average_rate or stream.guessed_rate
         frame_dt = 1.0 / float(rate) if rate else 0.04
+        if stream.duration and stream.time_base:  # the video stream's own length (MP4, MOV): a tight check
+            declared = float(stream.duration * stream.time_base)
+            slack = max(3 * frame_dt, _EARLY_END_FRACTION_STREAM * declared)
+        else:  # only the container's length, which may include a longer audio track: a loose check
+            declared = _duration(container)
+            slack = max(_EARLY_END_S, _EARLY_END_FRACTION * declared)
         tol = 0.49 * frame_dt  # just under half a frame: the frame nearest each sampling instant, earlier on ties
         k = 0  # next sampling instant index
         n_decoded = 0
@@ -239,7 +248,7 @@ def iter_frames(
         if n_decoded == 0:
             raise MediaError("the video stream decodes to no frames (truncated or corrupt file)", p)
         end = t + frame_dt
-        if declared > 0 and end < declared - max(_EARLY_END_S, _EARLY_END_FRACTION * declared):
+        if declared > 0 and end < declared - slack:
             raise MediaError(
                 f"video stops at {end:.2f} s of the declared {declared:.2f} s: the file is truncated or corrupt", p
             )

