@@ -388,6 +388,22 @@ def test_evidence_text_names_aus_and_times():
     assert "AU12 (lip corner puller) 0.2-2.8 s, apex 1.0 s, peak 3.6" in text
 
 
+def test_video_sample_goes_through_perception(tmp_path, astronaut_clip):
+    """A sample with a clip and no precomputed evidence is perceived on the fly (the smiling astronaut)."""
+    pytest.importorskip("emoreason.perception.pipeline")
+    shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
+    (tmp_path / "dfew/Clip/original/00001.evidence.json").unlink()
+    shutil.copy(astronaut_clip, tmp_path / "dfew/Clip/original/00001.mp4")
+    (task,) = resolve_tasks(["dfew"])
+    sample = load_samples(task.loader, tmp_path / "dfew", task.loader_args)[0]
+    assert sample.evidence is None and sample.video is not None
+    with FakeChatServer() as server:
+        r = run_task(task, make_model(f"openai:{server.url}"), tmp_path, tmp_path / "out", limit=1, progress=False)
+    assert r["n_errors"] == 0
+    assert re.search(r"\bAU12\b", server.requests[0]["messages"][0]["content"])  # perception found the smile
+    assert r["metrics"]["war"] == 1.0
+
+
 # --- the real engine and perception, once they exist ------------------------------------------------------------------
 
 
