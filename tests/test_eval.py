@@ -177,6 +177,11 @@ def test_resume_after_interruption_gives_identical_numbers(tmp_path):
     rerun = FakeEngine()
     assert run_task(task, rerun, FIXTURES, out, progress=False)["metrics"] == full["metrics"]
     assert rerun.calls == []
+    # a complete last row that only lost its newline is kept, not redone
+    pred.write_bytes(pred.read_bytes().rstrip(b"\n"))
+    rerun = FakeEngine()
+    assert run_task(task, rerun, FIXTURES, out, progress=False)["metrics"] == full["metrics"]
+    assert rerun.calls == [] and len(list(iter_jsonl(pred))) == 3
 
 
 def test_rows_of_another_model_are_refused(tmp_path):

@@ -24,6 +24,7 @@ scored as a wrong/empty answer, so failures never inflate a score.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -299,9 +300,17 @@ def _read_rows(path: Path) -> dict[str, dict[str, Any]]:
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        log.warning("%s: dropping a truncated last line (%d bytes) left by an interrupted run", path, len(data) - cut)
-        with open(path, "r+b") as f:
-            f.truncate(cut)
+        try:
+            json.loads(data[cut:])
+        except ValueError:
+            log.warning(
+                "%s: dropping a truncated last line (%d bytes) left by an interrupted run", path, len(data) - cut
+            )
+            with open(path, "r+b") as f:
+                f.truncate(cut)
+        else:  # a complete row that only lacks its newline: keep it
+            with open(path, "ab") as f:
+                f.write(b"\n")
     rows: dict[str, dict[str, Any]] = {}
     for row in iter_jsonl(path):
         if "id" not in row:
@@ -398,8 +407,6 @@ def run_task(
 
 
 def _json(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=False) + "\n"
 
 
