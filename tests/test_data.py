@@ -335,3 +335,13 @@ def test_train_build_command(tmp_path, monkeypatch, capsys):
     assert row["id"] == "fec_1" and row["caption"].startswith("The man") and parse_output(row["answer"]).format_ok
     report = json.loads(capsys.readouterr().out)
     assert (report["rows"], report["dropped_no_evidence"]) == (1, 1)
+
+
+def test_rendered_training_prompt_snapshot(tmp_path):
+    """Pins the v1 training prompt; a prompt change needs a new version (train_*_v2.md) and a new snapshot."""
+    ev = make_evidence(tmp_path / "e.json", [("AU6", 0.4, 0.9, 1.6, 3.0), ("AU12", 0.5, 1.0, 1.6, 4.0)])
+    messages = prompt_messages(
+        {"evidence": str(ev), "question": "How does she feel?"}, evidence_formatter=evidence_text
+    )
+    rendered = "".join(f"<<{m['role']}>>\n{m['content']}\n" for m in messages)
+    assert rendered == (FIX / "prompt_v1_snapshot.txt").read_text()
