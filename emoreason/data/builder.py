@@ -261,7 +261,11 @@ def prompt_messages(
     user = load_prompt(user_prompt, prompts_dir).format(
         evidence=_evidence_text(str(row["evidence"]), formatter), question=row["question"]
     )
+    from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
+
+    system = load_prompt(system_prompt, prompts_dir)
+    system = system.replace("{emotions}", ", ".join(ALL_EMOTIONS)).replace("{compounds}", ", ".join(COMPOUND_LABELS))
     return [
-        {"role": "system", "content": load_prompt(system_prompt, prompts_dir)},
+        {"role": "system", "content": system},
         {"role": "user", "content": user},
     ]
