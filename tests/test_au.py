@@ -177,3 +177,25 @@ def test_smile_episode_in_a_clip_gives_one_timed_au12_event(astronaut_mesh):
     (event,) = [e for e in r.au_events if e.au == "AU12"]
     assert event.onset == pytest.approx(0.8, abs=0.12) and event.offset == pytest.approx(1.96, abs=0.12)
     assert 0.8 <= event.apex <= 1.96 and event.peak > 2.5
+
+
+def test_a_slight_closed_mouth_smile_reads_weaker_than_a_broad_one():
+    """Grace Hopper's portrait (matplotlib sample data): a faint closed-mouth smile, no mouth opening, no brow action."""
+    from pathlib import Path
+
+    import matplotlib
+    from matplotlib import image
+
+    photo = np.asarray(image.imread(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+    hopper = analyze_frames([(i / 25, photo) for i in range(5)], fps=25)
+    astronaut = analyze_frames([(i / 25, mf.astronaut()) for i in range(5)], fps=25)
+
+    def mean(r, code: str) -> float:
+        return float(np.mean(r.aus.intensities[code]))
+
+    assert hopper.face.coverage == 1.0
+    assert mean(hopper, "AU12") < mean(astronaut, "AU12") - 2
+    for code in ("AU1", "AU2", "AU4", "AU15", "AU25", "AU26", "AU43"):
+        assert mean(hopper, code) < 1.0, code
+    assert mean(astronaut, "AU25") >= 2  # the astronaut's lips are parted over her teeth
+    assert max(mean(hopper, code) for code in PERCEIVED_AUS) < 2.5
