@@ -308,3 +308,55 @@ def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray | None:
     if not chunks:
         raise MediaError("the audio stream decodes to no samples (truncated or corrupt file)", p)
     return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+
+
+def prefetch(items: Iterator[tuple[float, np.ndarray]], size: int = 4) -> Iterator[tuple[float, np.ndarray]]:
+    """Run a frame iterator on a background thread, at most ``size`` frames ahead (memory stays bounded).
+
+    FFmpeg decoding and the face models both release the GIL, so on two or more cores decoding the next frames overlaps
+    with analysing the current one. Errors from the iterator are raised here; closing this generator stops the thread.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, size))
+    stop = threading.Event()
+    done = object()
+
+    def worker() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(e)
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None and stop.is_set():
+                close()
+        q.put(done)
+
+    thread = threading.Thread(target=worker, name="frame-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a worker waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

@@ -202,6 +202,23 @@ def test_iter_frames_downscale(astronaut_clip, landscape_clip):
     assert rgb.shape == (400, 600, 3)
 
 
+def test_prefetch_keeps_order_and_errors(astronaut_clip, bad_paths):
+    plain = [t for t, _ in media.iter_frames(astronaut_clip, fps=5)]
+    assert [t for t, _ in media.prefetch(media.iter_frames(astronaut_clip, fps=5), size=2)] == plain
+    with pytest.raises(MediaError, match="video stops at"):
+        list(media.prefetch(media.iter_frames(bad_paths["cut_index_first"])))
+
+
+def test_prefetch_stops_its_thread_when_closed(astronaut_clip):
+    import threading
+
+    frames = media.prefetch(media.iter_frames(astronaut_clip), size=2)
+    next(frames)
+    assert any(t.name == "frame-prefetch" for t in threading.enumerate())
+    frames.close()
+    assert not any(t.name == "frame-prefetch" for t in threading.enumerate())
+
+
 # --------------------------------------------------------------------------------------------------------- load_audio
 def test_load_audio_from_container_matches_the_wav(astronaut_speech_clip, happy_speech_wav):
     from_clip = media.load_audio(astronaut_speech_clip)
