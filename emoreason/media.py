@@ -149,6 +149,8 @@ def probe(
             vs = vstreams[0]
             frame = _first_frame(container, vs, p)
             width, height = frame.width, frame.height
+            if _quarter_turns(frame) % 2:  # phone clips stored sideways: report the size as displayed
+                width, height = height, width
             if min(width, height) < limits.min_side:
                 raise MediaError(
                     f"video is {width}x{height} pixels, below the {limits.min_side}-pixel minimum side: too small to "
@@ -180,6 +182,12 @@ def probe(
         )
 
 
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that display the frame upright (its display-matrix rotation, as FFmpeg's
+    autorotate applies it)."""
+    return int(round((frame.rotation or 0) / 90)) % 4
+
+
 def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     if not max_side or max(width, height) <= max_side:
         return width, height
@@ -198,7 +206,8 @@ def iter_frames(
     ``fps``: sample rate (``None`` = every decoded frame); a frame is kept when its presentation time reaches the next
     sampling instant ``k / fps``, so the kept times are real frame times from the stream's pts (relative to the stream
     start). Frames that are not kept are decoded (the codec needs them) but not converted to RGB. ``max_side``: the long
-    side is downscaled to at most this many pixels (aspect kept; never upscaled). Decoding runs on FFmpeg's threads.
+    side is downscaled to at most this many pixels (aspect kept; never upscaled). Frames stored sideways (a display
+    rotation, as phones write) are turned upright. Decoding runs on FFmpeg's threads.
     """
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be positive or None, got {fps}")
@@ -223,6 +232,7 @@ def iter_frames(
         n_decoded = 0
         t = 0.0
         size: tuple[int, int] | None = None
+        turns = 0
         try:
             for frame in container.decode(stream):
                 t = float(frame.time) - t0 if frame.time is not None else n_decoded * frame_dt
@@ -235,11 +245,14 @@ def iter_frames(
                         k += 1
                 if size is None:
                     size = _scaled_size(frame.width, frame.height, max_side)
+                    turns = _quarter_turns(frame)
                 w, h = size
                 if (w, h) == (frame.width, frame.height):
                     rgb = frame.to_ndarray(format="rgb24")
                 else:
                     rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                if turns:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, turns))
                 yield round(t, 6), rgb
         except av.error.FFmpegError as e:
             raise MediaError(

@@ -219,6 +219,21 @@ def test_prefetch_stops_its_thread_when_closed(astronaut_clip):
     assert not any(t.name == "frame-prefetch" for t in threading.enumerate())
 
 
+def test_sideways_phone_clip_is_turned_upright(landscape_clip, media_dir):
+    """A display rotation (what phones write for portrait video) is applied, as FFmpeg's own autorotate does."""
+    rotated = media_dir / "rotated.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(landscape_clip), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(rotated)], check=True)  # fmt: skip
+    info = media.probe(rotated)
+    assert (info.width, info.height) == (400, 600)  # displayed size; stored 600x400
+    _, upright = next(media.iter_frames(rotated))
+    _, stored = next(media.iter_frames(landscape_clip))
+    assert upright.shape == (600, 400, 3)
+    np.testing.assert_array_equal(upright, np.rot90(stored, 1))
+    _, small = next(media.iter_frames(rotated, max_side=300))
+    assert small.shape == (300, 200, 3)
+
+
 # --------------------------------------------------------------------------------------------------------- load_audio
 def test_load_audio_from_container_matches_the_wav(astronaut_speech_clip, happy_speech_wav):
     from_clip = media.load_audio(astronaut_speech_clip)
