@@ -188,7 +188,8 @@ def _quarter_turns(frame: av.VideoFrame) -> int:
     return int(round((frame.rotation or 0) / 90)) % 4
 
 
-def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The size :func:`iter_frames` gives a ``width`` x ``height`` picture under ``max_side``."""
     if not max_side or max(width, height) <= max_side:
         return width, height
     s = max_side / max(width, height)
@@ -244,7 +245,7 @@ def iter_frames(
                     while k / fps <= t + tol:
                         k += 1
                 if size is None:
-                    size = _scaled_size(frame.width, frame.height, max_side)
+                    size = scaled_size(frame.width, frame.height, max_side)
                     turns = _quarter_turns(frame)
                 w, h = size
                 if (w, h) == (frame.width, frame.height):

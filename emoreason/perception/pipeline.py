@@ -3,7 +3,8 @@
 :func:`perceive` probes the file (:mod:`emoreason.media`), streams sampled frames into the visual analysis
 (:func:`emoreason.perception.visual.analyze_frames`: main face, head pose, AUs, AU events), then loads the audio, measures
 prosody (:mod:`emoreason.perception.audio`) and transcribes it (:mod:`emoreason.perception.asr`; skipped when the VAD
-finds no speech). :func:`perceive_full` returns the same evidence plus the in-memory arrays a model's processor needs
+finds no speech). Face boxes and landmarks are given in the clip's own pixels (``MediaInfo.width`` x ``height``, upright),
+even when frames were downscaled for analysis. :func:`perceive_full` returns the same evidence plus the in-memory arrays a model's processor needs
 (landmarks, face crops, 16 kHz audio).
 """
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emoreason import media
-from emoreason.evidence import Evidence, MediaInfo, ModelVersion, QualityFlag
+from emoreason.evidence import Evidence, FaceTrack, MediaInfo, ModelVersion, QualityFlag
 
 if TYPE_CHECKING:
     from emoreason.perception.visual import VisualResult
@@ -118,10 +119,12 @@ def perceive_full(
                                      f"to a long side of {max_side} px for analysis"))  # fmt: skip
         vis, rate, n = analyze_video(path, info, fps=fps, max_side=max_side, keep_landmarks=keep_landmarks,
                                      keep_crops=keep_crops, progress=progress)  # fmt: skip
+        landmarks, crops = vis.landmarks, vis.crops
+        if vis.face is not None:
+            landmarks = _to_source_pixels(vis.face, landmarks, info, max_side)
         evidence.face, evidence.aus, evidence.au_events = vis.face, vis.aus, vis.au_events
         flags += vis.flags
         models += vis.models
-        landmarks, crops = vis.landmarks, vis.crops
         info.sample_fps = round(rate, 4)
         info.n_frames = n
         timings["visual_s"] = time.perf_counter() - t0
@@ -164,6 +167,21 @@ def perceive_full(
     log.debug("perception timings %s", timings)
     return Perception(evidence=evidence, landmarks=landmarks, crops=crops, audio=audio if keep_audio else None,
                       timings=timings)  # fmt: skip
+
+
+def _to_source_pixels(face: FaceTrack, landmarks: np.ndarray | None, info: MediaInfo, max_side: int | None):
+    """Boxes (in place) and landmarks (returned) from the analysed, possibly downscaled frame to the clip's own pixels,
+    the frame ``MediaInfo.width``/``height`` describe."""
+    assert info.width is not None and info.height is not None
+    w, h = media.scaled_size(info.width, info.height, max_side)
+    sx, sy = info.width / w, info.height / h
+    if (sx, sy) == (1.0, 1.0):
+        return landmarks
+    face.boxes = [None if b is None else [round(b[0] * sx, 1), round(b[1] * sy, 1), round(b[2] * sx, 1),
+                                          round(b[3] * sy, 1)] for b in face.boxes]  # fmt: skip
+    if landmarks is not None:
+        landmarks = landmarks * np.array([sx, sy, sx], np.float32)
+    return landmarks
 
 
 class _Counted:
