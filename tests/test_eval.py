@@ -409,6 +409,22 @@ def test_video_sample_goes_through_perception(tmp_path, astronaut_clip):
     assert r["metrics"]["war"] == 1.0
 
 
+def test_send_video_attaches_the_clip(tmp_path, astronaut_clip):
+    shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
+    shutil.copy(astronaut_clip, tmp_path / "dfew/Clip/original/00001.mp4")
+    (task,) = resolve_tasks(["dfew"])
+    with FakeChatServer() as server:
+        model = make_model(f"openai:{server.url}", send_video=True)
+        run_task(task, model, tmp_path, tmp_path / "out", progress=False)
+    contents = [r["messages"][0]["content"] for r in server.requests]
+    (parts,) = [c for c in contents if isinstance(c, list)]  # sample 1 has a clip: sent as a video part
+    text_part, video_part = parts
+    assert "The clip is attached" in text_part["text"] and "{evidence}" not in text_part["text"]
+    assert video_part["video_url"]["url"].startswith("data:video/mp4;base64,AAAA")
+    texts = [c for c in contents if isinstance(c, str)]  # samples with evidence only still go as text
+    assert len(texts) == 2 and any(re.search(r"\bAU15\b", t) for t in texts)
+
+
 # --- the real engine and perception, once they exist ------------------------------------------------------------------
 
 

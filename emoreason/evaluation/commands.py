@@ -30,6 +30,7 @@ def evaluate(
     concurrency: int = 1,
     endpoint_model: str = "emoreason",
     api_key: str | None = None,
+    send_video: bool = False,
     tasks_dir: Path = TASKS_DIR,
     progress: bool = True,
 ) -> str:
@@ -39,7 +40,7 @@ def evaluate(
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     selected = resolve_tasks(tasks, tasks_dir)
-    adapter = make_model(model, endpoint_model=endpoint_model, api_key=api_key)
+    adapter = make_model(model, endpoint_model=endpoint_model, api_key=api_key, send_video=send_video)
     results = [
         run_task(t, adapter, data_root, out, limit=limit, concurrency=concurrency, progress=progress) for t in selected
     ]
@@ -56,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     text = evaluate(
         tasks, args.model, args.data_root, args.out, limit=args.limit, concurrency=args.concurrency,
-        endpoint_model=args.endpoint_model, api_key=api_key, progress=not args.quiet,
+        endpoint_model=args.endpoint_model, api_key=api_key, send_video=args.send_video, progress=not args.quiet,
     )  # fmt: skip
     print(text, end="")
     results = json.loads((Path(args.out) / "summary.json").read_text(encoding="utf-8"))
@@ -82,5 +83,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N samples of each task")
     p.add_argument("--concurrency", type=int, default=1, help="parallel requests (endpoint models)")
     p.add_argument("--endpoint-model", default="emoreason", help="model name sent to an openai: endpoint")
+    p.add_argument(
+        "--send-video",
+        action="store_true",
+        help="attach clips to openai: requests (for endpoints that take video) instead of evidence text",
+    )
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint key")
     p.set_defaults(func=_run)

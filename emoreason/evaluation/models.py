@@ -6,7 +6,8 @@
   is the output and its ``caption`` the temporal caption.
 - ``checkpoint:PATH`` — an EmoReason checkpoint through transformers (``emoreason.models.emoreason``).
 - ``openai:URL`` — any OpenAI-compatible chat endpoint (vLLM, the project's server, hosted APIs); ``URL`` is the base
-  ending in ``/v1``. A text endpoint cannot see the clip, so the prompt carries a text rendering of the evidence.
+  ending in ``/v1``. By default the prompt carries a text rendering of the evidence (any text model can answer);
+  ``--send-video`` attaches the clip itself for endpoints that take video (the project's server, vLLM).
 
 Those modules are imported lazily, so evaluation code loads without them; a missing one raises
 :class:`~emoreason.errors.ModelError` with the reason.
@@ -14,13 +15,15 @@ Those modules are imported lazily, so evaluation code loads without them; a miss
 
 from __future__ import annotations
 
+import base64
 import logging
+import mimetypes
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from emoreason.errors import BackendError, ConfigError, ModelError
+from emoreason.errors import BackendError, ConfigError, MediaError, ModelError
 from emoreason.evidence import Evidence
 
 if TYPE_CHECKING:
@@ -141,7 +144,9 @@ class OpenAIModel:
     max_concurrency = 64
 
     def __init__(self, base_url: str, model: str = "emoreason", api_key: str | None = None, timeout_s: float = 120.0,
-                 retries: int = 2, client: Any = None) -> None:  # fmt: skip
+                 retries: int = 2, client: Any = None, send_video: bool = False) -> None:  # fmt: skip
+        """``send_video``: attach the clip itself (a base64 ``video_url`` content part, as the project's server and
+        vLLM accept) to samples that have one, and tell the prompt so, instead of sending the evidence as text."""
         import httpx
 
         if not base_url.startswith(("http://", "https://")):
@@ -150,11 +155,26 @@ class OpenAIModel:
         self.name = f"openai:{self.base_url}#{model}"
         self.model = model
         self.retries = retries
+        self.send_video = send_video
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
 
-    def _payload(self, prompt: str, gen: dict[str, Any]) -> dict[str, Any]:
-        payload: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": prompt}]}
+    def _content(self, request: Request) -> str | list[dict[str, Any]]:
+        video = request.sample.video
+        if not (self.send_video and video is not None):
+            return request.prompt(prompt_evidence(load_evidence(request.sample)))
+        mime = mimetypes.guess_type(video.name)[0] or "video/mp4"
+        try:
+            data = base64.b64encode(video.read_bytes()).decode("ascii")
+        except OSError as e:
+            raise MediaError(f"cannot read the clip: {e}", video) from e
+        return [
+            {"type": "text", "text": request.prompt("(The clip is attached: analyse it directly.)")},
+            {"type": "video_url", "video_url": {"url": f"data:{mime};base64,{data}"}},
+        ]
+
+    def _payload(self, content: str | list[dict[str, Any]], gen: dict[str, Any]) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": content}]}
         for ours, theirs in (("max_new_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
                              ("seed", "seed"), ("stop", "stop")):  # fmt: skip
             if ours in gen:
@@ -164,12 +184,12 @@ class OpenAIModel:
     def generate(self, request: Request) -> Response:
         import httpx
 
-        prompt = request.prompt(prompt_evidence(load_evidence(request.sample)))
+        content = self._content(request)
         url = f"{self.base_url}/chat/completions"
         last: str = ""
         for attempt in range(self.retries + 1):
             try:
-                r = self._client.post(url, json=self._payload(prompt, request.generation))
+                r = self._client.post(url, json=self._payload(content, request.generation))
             except httpx.HTTPError as e:
                 last = f"{type(e).__name__}: {e}"
             else:
@@ -216,7 +236,9 @@ class CheckpointModel:
         return Response(text=text)
 
 
-def make_model(spec: str, *, endpoint_model: str = "emoreason", api_key: str | None = None) -> Model:
+def make_model(
+    spec: str, *, endpoint_model: str = "emoreason", api_key: str | None = None, send_video: bool = False
+) -> Model:
     """Build the adapter named by ``spec``: ``engine``, ``checkpoint:PATH`` or ``openai:URL``."""
     kind, _, rest = spec.partition(":")
     if kind == "engine" and not rest:
@@ -224,5 +246,5 @@ def make_model(spec: str, *, endpoint_model: str = "emoreason", api_key: str | N
     if kind == "checkpoint" and rest:
         return CheckpointModel(rest)
     if kind == "openai" and rest:
-        return OpenAIModel(rest, model=endpoint_model, api_key=api_key)
+        return OpenAIModel(rest, model=endpoint_model, api_key=api_key, send_video=send_video)
     raise ConfigError(f"unknown model {spec!r}; use engine, checkpoint:PATH or openai:URL")
