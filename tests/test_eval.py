@@ -295,6 +295,8 @@ class FakeChatServer:
                         outer.overlapped.set()
                 outer.overlapped.wait(timeout=5.0)
                 prompt = body["messages"][-1]["content"]
+                if isinstance(prompt, list):  # content parts: read the text ones
+                    prompt = " ".join(p.get("text", "") for p in prompt)
                 with outer.lock:
                     outer.in_flight -= 1
                 if any(re.search(rf"\b{w}\b", prompt) for w in fail_words):
