@@ -61,6 +61,19 @@ def lcs_length(a: Sequence[Any], b: Sequence[Any]) -> int:
     return prev[-1]
 
 
+def _lcs_matched(rel: list[list[str]]) -> int:
+    """LCS length of two sequences given their pairwise relation matrix (equal = ``"match"``)."""
+    if not rel or not rel[0]:
+        return 0
+    prev = [0] * (len(rel[0]) + 1)
+    for row in rel:
+        cur = [0]
+        for j, r in enumerate(row):
+            cur.append(prev[j] + 1 if r == "match" else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
 def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
@@ -75,15 +88,17 @@ Judge = Callable[[Event, Event], str]  # (predicted event, reference event) -> "
 def caption_scores(pred: str, ref: str, judge: Judge | None = None) -> dict[str, float]:
     """Content and temporal consistency of a predicted caption against a reference caption.
 
-    Both captions become event sequences (:func:`emoreason.caption_events.extract_events`). Each predicted event, in
-    order, is paired with the earliest still unpaired reference event it *matches* (``judge``, default the lexicon
-    rule :func:`emoreason.caption_events.relation`; pass an LLM judge with the same signature to replace it). A
-    predicted event left unpaired is a *contradiction* if it contradicts any reference event, else *unrelated*.
-    With ``m`` pairs, ``P`` predicted and ``R`` reference events, and ``c`` contradictions::
+    Both captions become event sequences (:func:`emoreason.caption_events.extract_events`), and every (predicted,
+    reference) pair of events is related once by ``judge`` — default the lexicon rule
+    :func:`emoreason.caption_events.relation`; pass an LLM judge with the same signature to replace it — as
+    ``match``, ``contradiction`` or ``unrelated``. Each predicted event, in order, is paired with the earliest still
+    unpaired reference event it matches; a predicted event left unpaired is a *contradiction* if it contradicts any
+    reference event, else *unrelated*. With ``m`` pairs, ``P`` predicted and ``R`` reference events, ``c``
+    contradictions, and ``LCS`` the longest common subsequence of the two event sequences (two events are equal when
+    they match)::
 
         content_precision = m / P            content_recall = m / R        content_f1 = 2pr / (p + r)
-        temporal          = LCS(matched predicted sequence, matched reference sequence) / m
-                          = length of the longest increasing run of paired reference positions, in predicted order, / m
+        temporal          = min(1, LCS / m)
         score             = content_f1 · (1 + temporal) / 2 · (1 − c / P)
 
     so ``temporal`` judges only the order of what both captions share (1 = same order; reversing ``n`` distinct
@@ -98,21 +113,21 @@ def caption_scores(pred: str, ref: str, judge: Judge | None = None) -> dict[str,
     """
     judge = judge or relation
     p_events, r_events = extract_events(pred), extract_events(ref)
+    rel = [[judge(pe, re_) for re_ in r_events] for pe in p_events]
     free = list(range(len(r_events)))
-    partners: list[int] = []
-    contradictions = 0
-    for pe in p_events:
-        hit = next((j for j in free if judge(pe, r_events[j]) == "match"), None)
+    m = contradictions = 0
+    for row in rel:
+        hit = next((j for j in free if row[j] == "match"), None)
         if hit is not None:
             free.remove(hit)
-            partners.append(hit)
-        elif any(judge(pe, re_) == "contradiction" for re_ in r_events):
+            m += 1
+        elif "contradiction" in row:
             contradictions += 1
-    m, n_p, n_r = len(partners), len(p_events), len(r_events)
+    n_p, n_r = len(p_events), len(r_events)
     precision = m / n_p if n_p else 0.0
     recall = m / n_r if n_r else 0.0
     f1 = _f1(precision, recall)
-    temporal = lcs_length(partners, sorted(partners)) / m if m else 0.0
+    temporal = min(1.0, _lcs_matched(rel) / m) if m else 0.0
     score = f1 * (1 + temporal) / 2 * (1 - contradictions / n_p) if n_p else 0.0
     return {
         "content_precision": precision,

@@ -171,6 +171,12 @@ def test_caption_partial_content():
     assert s["temporal"] == 1.0
 
 
+def test_caption_repeated_event_aligns_for_order():
+    # pred: smile, brow_raise, smile; ref: brow_raise, smile -> 2 pairs, and the order of brow_raise -> smile agrees
+    s = caption_scores("She smiles. Then her brows raise. Then she smiles.", "Her brows raise, then she smiles.")
+    assert (s["content_precision"], s["content_recall"], s["temporal"]) == (pytest.approx(2 / 3), 1.0, 1.0)
+
+
 def test_caption_llm_judge_hook():
     calls = []
 
@@ -179,7 +185,7 @@ def test_caption_llm_judge_hook():
         return "match"
 
     s = caption_scores("He nods.", "She smiles.", judge=judge)
-    assert calls == [("head_nod", "smile")] and s["score"] == 1.0
+    assert calls == [("head_nod", "smile")] and s["score"] == 1.0  # each pair is judged once
 
 
 def test_lcs():
