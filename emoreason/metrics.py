@@ -148,9 +148,10 @@ def caption_scores(pred: str, ref: str, judge: Judge | None = None) -> dict[str,
 def emotion_from_output(text: str) -> str | None:
     """The emotion an output names, or None.
 
-    Rule: the ``emotion`` of the answer block when the output is in the shared format; otherwise the whole text goes
-    through :func:`taxonomy.normalize_emotion` (exact name / adjective / wheel word of the whole text first, then the
-    first wheel word in the text). A label that maps to nothing gives None (counted as a wrong answer).
+    Rule: when the output has an ``<answer>`` block, its emotion as the shared parser reads it (the rewards read the
+    same; an unknown or malformed answer gives None); an output without one (a model that ignored the format) goes
+    whole through :func:`taxonomy.normalize_emotion` (exact name / adjective / wheel word of the whole text first,
+    then the first wheel word in the text). None is counted as a wrong answer.
 
     >>> emotion_from_output('<think>AU6+AU12.</think><answer>{"emotion": "joyful"}</answer>')
     'happiness'
@@ -158,11 +159,10 @@ def emotion_from_output(text: str) -> str | None:
     'anger'
     """
     parsed = parse_output(text)
-    if parsed.emotion is not None:
+    if parsed.answer_raw is not None:
         return parsed.emotion
-    body = parsed.answer_raw if parsed.answer_raw is not None and parsed.answer is None else text
     try:
-        return normalize_emotion(body)
+        return normalize_emotion(text)
     except UnknownLabelError:
         return None
 

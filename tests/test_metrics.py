@@ -221,6 +221,8 @@ def test_classification_length_mismatch():
         ("<think>x</think><answer>scared</answer>", "fear"),
         ("The person is clearly disgusted by the food.", "disgust"),  # free text: first wheel word
         ('<think>x</think><answer>{"emotion": "zzz"}</answer>', None),
+        ('<think>She looks happy.</think><answer>{"emotion": "zzz"}</answer>', None),  # the answer decides
+        ('<think>She looks happy.</think><answer>{"emotion": "happy"</answer>', None),  # malformed answer JSON
         ("no emotion words here", None),
     ],
 )
