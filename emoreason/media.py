@@ -111,6 +111,11 @@ def _duration(container: av.container.InputContainer) -> float:
     return best
 
 
+def _video_streams(container: av.container.InputContainer) -> list[av.video.stream.VideoStream]:
+    """Video streams that are moving pictures: cover art in music files (an attached picture) is not video."""
+    return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+
+
 def _first_frame(container: av.container.InputContainer, stream: av.stream.Stream, p: Path):
     try:
         for frame in container.decode(stream):
@@ -138,7 +143,7 @@ def probe(
         limits = Limits(max_duration_s, limits.max_file_bytes, limits.min_side, limits.max_side)
     p = _check_path(path, limits)
     with _open(p) as container:
-        vstreams = [s for s in container.streams.video if s.codec_context is not None]
+        vstreams = _video_streams(container)
         astreams = list(container.streams.audio)
         if not vstreams and not astreams:
             raise MediaError("no video or audio stream in the file", p)
@@ -214,10 +219,11 @@ def iter_frames(
         raise ValueError(f"fps must be positive or None, got {fps}")
     p = _check_path(path, Limits(max_file_bytes=2**63))
     with _open(p) as container:
-        if not container.streams.video:
+        vstreams = _video_streams(container)
+        if not vstreams:
             kind = "an audio-only file" if container.streams.audio else "a file without audio or video"
             raise MediaError(f"no video stream: this is {kind}", p)
-        stream = container.streams.video[0]
+        stream = vstreams[0]
         stream.thread_type = "AUTO"
         t0 = _stream_time0(stream)
         rate = stream.average_rate or stream.guessed_rate

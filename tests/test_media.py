@@ -73,6 +73,21 @@ def test_probe_audio_only(happy_speech_wav):
     assert info.duration_s > 1.0
 
 
+def test_cover_art_is_not_video(media_dir, happy_speech_wav):
+    cover = media_dir / "cover.png"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1",
+                    "-frames:v", "1", str(cover)], check=True)  # fmt: skip
+    song = media_dir / "with_cover.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(happy_speech_wav), "-i", str(cover), "-map", "0",
+                    "-map", "1", "-c:a", "libmp3lame", "-c:v", "png", "-disposition:v", "attached_pic", str(song)],
+                   check=True)  # fmt: skip
+    info = media.probe(song)
+    assert info.has_audio and not info.has_video
+    assert len(media.load_audio(song)) / 16000 == pytest.approx(info.duration_s, abs=0.1)
+    with pytest.raises(MediaError, match="audio-only"):
+        next(media.iter_frames(song))
+
+
 def test_probe_low_but_accepted_resolution(media_dir):
     info = media.probe(write_tiny(media_dir / "tiny32.mkv", 32, 24))
     assert (info.width, info.height) == (32, 24)
