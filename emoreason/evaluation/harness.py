@@ -42,6 +42,7 @@ from emoreason.errors import ConfigError, DataError, EmoReasonError
 from emoreason.evaluation.loaders import Sample, load_samples
 from emoreason.evaluation.models import Model, Request, Response, load_evidence
 from emoreason.io import append_jsonl, atomic_write_text, iter_jsonl
+from emoreason.knowledge.facs import find_aus
 from emoreason.knowledge.taxonomy import BASIC_EMOTIONS, C_EXPR_DB_LABELS
 from emoreason.parsing import parse_output
 
@@ -203,8 +204,9 @@ def score_sample(task: Task, sample: Sample, response: Response | None) -> dict[
         pred = M.emotion_from_output(text) if response else None
         return {"pred": pred, "scores": {"correct": float(pred == ref["label"])}}
     if t == "au":
+        # the answer's "aus" list; without an answer object, the AUs named in the reasoning, else in the whole text
         parsed = parse_output(text)
-        aus = parsed.aus if parsed.answer is not None else parsed.think_aus
+        aus = parsed.aus if parsed.answer is not None else parsed.think_aus if parsed.think else find_aus(text)
         return {"pred": aus, "scores": {}}
     if t == "compound":
         pred = M.compound_from_output(text) if response else None
