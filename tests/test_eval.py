@@ -14,7 +14,7 @@ import pytest
 
 from emoreason.errors import BackendError, ConfigError, DataError, ModelError
 from emoreason.evaluation import commands
-from emoreason.evaluation.harness import TASKS_DIR, find_tasks, load_task, resolve_tasks, run_task
+from emoreason.evaluation.harness import TASKS_DIR, find_tasks, load_task, resolve_tasks, run_task, score_sample
 from emoreason.evaluation.loaders import load_samples
 from emoreason.evaluation.models import OpenAIModel, Request, Response, evidence_text, load_evidence, make_model
 from emoreason.evidence import Evidence
@@ -191,6 +191,23 @@ def test_rows_of_another_model_are_refused(tmp_path):
     other.name = "another-model"
     with pytest.raises(ConfigError, match="holds predictions of another model \\(fake-engine\\)"):
         run_task(task, other, FIXTURES, tmp_path, progress=False)
+
+
+def test_predictions_read_from_each_output_form():
+    (au_task,) = resolve_tasks(["bp4d"])
+    (cls_task,) = resolve_tasks(["dfew"])
+    sample = load_samples(au_task.loader, FIXTURES / "bp4d", au_task.loader_args)[0]
+    answer = format_answer("AU6 and AU12 rise; AU4 is absent.", "happiness", None, ["AU6", "AU12", "AU10"])
+    assert score_sample(au_task, sample, Response(answer))["pred"] == ["AU6", "AU12", "AU10"]
+    assert score_sample(au_task, sample, Response("<think>AU6, AU12.</think><answer>happy</answer>"))["pred"] == [
+        "AU6",
+        "AU12",
+    ]
+    assert score_sample(au_task, sample, Response("I see AU12 and AU25."))["pred"] == ["AU12", "AU25"]
+    assert score_sample(au_task, sample, None)["pred"] == []
+    dfew_sample = load_samples(cls_task.loader, FIXTURES / "dfew", cls_task.loader_args)[0]
+    assert score_sample(cls_task, dfew_sample, Response("She is clearly delighted."))["pred"] == "happiness"
+    assert score_sample(cls_task, dfew_sample, None) == {"pred": None, "scores": {"correct": 0.0}}
 
 
 def test_limit(tmp_path):
