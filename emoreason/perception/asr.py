@@ -104,11 +104,15 @@ def transcribe(
     *,
     language: str | None = None,
     beam_size: int = 5,
+    progress: bool = False,
 ) -> Transcript:
     """Transcribe mono samples (resampled to 16 kHz if needed) with word timestamps and Silero VAD filtering.
 
-    ``language``: ISO code; ``None`` = English for English-only models, auto-detection otherwise.
+    ``language``: ISO code; ``None`` = English for English-only models, auto-detection otherwise. ``progress`` shows a
+    bar over the seconds of audio transcribed.
     """
+    from tqdm import tqdm
+
     path = resolve_model_path(model_path)
     model = load_model(path)
     y = np.asarray(samples, dtype=np.float32)
@@ -128,7 +132,9 @@ def transcribe(
     )
     words: list[Word] = []
     texts: list[str] = []
+    bar = tqdm(total=round(len(y) / SR, 1), unit="s", desc="speech", disable=not progress)
     for seg in segments:  # a generator: decoding happens here
+        bar.update(max(0.0, round(min(seg.end, bar.total) - bar.n, 1)))
         texts.append(seg.text.strip())
         for w in seg.words or []:
             words.append(Word(word=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3),

@@ -151,7 +151,7 @@ def perceive_full(
             from emoreason.perception import asr as asr_mod
 
             t2 = time.perf_counter()
-            evidence.transcript = asr_mod.transcribe(audio, 16000, asr_model)
+            evidence.transcript = asr_mod.transcribe(audio, 16000, asr_model, progress=progress)
             models.append(asr_mod.model_version(asr_model))
             speech_s = sum(e - s for s, e in evidence.prosody.speech_segments)
             if evidence.transcript.words and speech_s > 0:
