@@ -193,6 +193,55 @@ def test_sft_grpo_synthesis_smoke(smoke, tmp_path, faithfulness):
         assert row["provenance"]["rewards"]["format"] == 1.0 and row["provenance"]["model"] == grpo["merged"]
 
 
+class Scripted:
+    """A stand-in model whose ``generate`` returns fixed answers (after the prompt), one per requested sequence."""
+
+    def __init__(self, tokenizer, samples: list[str]):
+        self.tok, self.samples = tokenizer, samples
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def generate(self, input_ids, num_return_sequences=1, **kw):
+        samples = self.samples[:num_return_sequences]
+        ids = [self.tok(s, add_special_tokens=False)["input_ids"] for s in samples]
+        width = max(map(len, ids))
+        pad = [x + [self.tok.pad_token_id] * (width - len(x)) for x in ids]
+        return torch.cat([input_ids.repeat(len(samples), 1), torch.tensor(pad)], dim=1)
+
+
+def scripted_loader(real_load, samples):
+    def load(args):
+        _, tok, mode = real_load(args)
+        return Scripted(tok, samples), tok, mode
+
+    return load
+
+
+def test_evaluate_rewards_means_over_applicable_rows(smoke, monkeypatch):
+    from emoreason.training import synthesize as S
+    from tests.fixtures.train.synth import PROTOTYPES
+
+    answer = format_answer("Key observations: AU6 and AU12.", "happiness", None, ["AU6", "AU12"])
+    monkeypatch.setattr(S, "load_model_and_tokenizer", scripted_loader(S.load_model_and_tokenizer, [answer]))
+    cfg = sft_config(smoke, smoke["root"] / "unused")
+    result = S.evaluate_rewards(cfg, [smoke["eval"]], ["format", "emotion", "au"], evidence_formatter=evidence_text)
+    rows = [json.loads(line) for line in smoke["eval"].read_text().splitlines()]
+    happy = [r for r in rows if r["emotion"] == "happiness"]
+    assert result["rows"] == len(rows) and result["mean"]["format"] == 1.0
+    assert result["mean"]["emotion"] == pytest.approx(len(happy) / len(rows))
+    expected_au = []
+    for r in rows:
+        gold = set(r["aus"])
+        f1 = 2 * len(gold & {"AU6", "AU12"}) / (len(gold) + 2)
+        expected_au.append(2 * f1 - 1)
+    assert result["mean"]["au"] == pytest.approx(sum(expected_au) / len(expected_au))
+    assert set(PROTOTYPES["happiness"]) == {"AU6", "AU12"}
+
+
 def test_synthesis_keeps_verified_answers_and_feeds_sft(smoke, tmp_path, monkeypatch):
     """Synthesis with a model whose samples are known: only faithful, agreeing answers reach the shard, with
     provenance, and the shard is accepted by the next SFT round."""
@@ -202,27 +251,7 @@ def test_synthesis_keeps_verified_answers_and_feeds_sft(smoke, tmp_path, monkeyp
     good = format_answer("Key observations: AU6 and AU12 from 0.4 s to 1.6 s.", "happiness", None, ["AU6", "AU12"])
     samples = [good, good.replace("AU12 from", "AU9 from"), format_answer("AU4.", "anger"), "no format"]
 
-    class Scripted:
-        def __init__(self, tokenizer):
-            self.tok = tokenizer
-
-        def to(self, device):
-            return self
-
-        def eval(self):
-            return self
-
-        def generate(self, input_ids, num_return_sequences, **kw):
-            ids = [self.tok(s, add_special_tokens=False)["input_ids"] for s in samples]
-            width = max(map(len, ids))
-            pad = [x + [self.tok.pad_token_id] * (width - len(x)) for x in ids]
-            return torch.cat([input_ids.repeat(num_return_sequences, 1), torch.tensor(pad)], dim=1)
-
-    real_load = S.load_model_and_tokenizer
-
-    def load(args):
-        _, tok, mode = real_load(args)
-        return Scripted(tok), tok, mode
+    monkeypatch.setattr(S, "load_model_and_tokenizer", scripted_loader(S.load_model_and_tokenizer, samples))
 
     def check(text, ev):
         from types import SimpleNamespace
@@ -237,7 +266,6 @@ def test_synthesis_keeps_verified_answers_and_feeds_sft(smoke, tmp_path, monkeyp
     import sys
     import types
 
-    monkeypatch.setattr(S, "load_model_and_tokenizer", load)
     monkeypatch.setitem(
         sys.modules, "emoreason.reasoning.faithfulness", types.SimpleNamespace(check_faithfulness=check)
     )

@@ -28,7 +28,7 @@ from emoreason.errors import ConfigError, ModelError
 from emoreason.io import append_jsonl, atomic_write_text, iter_jsonl
 from emoreason.parsing import parse_output
 from emoreason.rewards import score_completions
-from emoreason.training.config import SynthesisConfig
+from emoreason.training.config import EmoArguments, SynthesisConfig
 from emoreason.training.sft import load_model_and_tokenizer
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,66 @@ def select(
 
 
 @torch.no_grad()
+def generate_answers(
+    model,
+    tokenizer,
+    messages: list[dict],
+    *,
+    n: int = 1,
+    max_new_tokens: int = 256,
+    temperature: float | None = None,
+    top_p: float = 1.0,
+) -> list[str]:
+    """``n`` answers to one chat prompt: sampled with ``temperature``, or greedy when it is ``None``."""
+    device = next(model.parameters()).device if hasattr(model, "parameters") else "cpu"
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = inputs.to(device)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature else {"do_sample": False}
+    out = model.generate(
+        **inputs,
+        **sampling,
+        max_new_tokens=max_new_tokens,
+        num_return_sequences=n,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@torch.no_grad()
+def evaluate_rewards(
+    args: EmoArguments,
+    files: list[str],
+    reward_funcs: list[str],
+    *,
+    max_new_tokens: int = 256,
+    evidence_formatter: Callable | None = None,
+    limit: int | None = None,
+) -> dict:
+    """Greedy answers of ``args.model_name_or_path`` on held-out rows and the mean of each reward over the rows it
+    applies to (the held-out reward; ``emotion`` is the label accuracy). Also returns each row's answer and scores."""
+    rows = load_rows(files, require_answer=False)[:limit]
+    model, tokenizer, mode = load_model_and_tokenizer(args)
+    if mode != "text":
+        raise ModelError("only the text path is wired for evaluation so far", args.model_name_or_path)
+    model.eval()
+    per_row = []
+    for row in tqdm(rows, desc="evaluating", unit="row", disable=None):
+        messages = prompt_messages(
+            row, evidence_formatter=evidence_formatter, system_prompt=args.system_prompt, user_prompt=args.user_prompt
+        )
+        (answer,) = generate_answers(model, tokenizer, messages, max_new_tokens=max_new_tokens)
+        columns = {k: [row.get(k)] for k in ("emotion", "compound", "aus", "evidence", "caption")}
+        per_row.append(
+            {"id": row["id"], "answer": answer, "rewards": score_completions([answer], reward_funcs, **columns)[0]}
+        )
+    means = {}
+    for name in reward_funcs:
+        values = [r["rewards"][name] for r in per_row if r["rewards"][name] is not None]
+        means[name] = sum(values) / len(values) if values else None
+    return {"model": args.model_name_or_path, "rows": len(per_row), "mean": means, "per_row": per_row}
+
+
+@torch.no_grad()
 def run_synthesis(args: SynthesisConfig, evidence_formatter: Callable | None = None) -> dict:
     """Generate, verify and write the shard; returns counts (clips, generated, kept, skipped as already done)."""
     output = Path(args.output_file)
@@ -112,19 +172,15 @@ def run_synthesis(args: SynthesisConfig, evidence_formatter: Callable | None = N
         messages = prompt_messages(
             row, evidence_formatter=evidence_formatter, system_prompt=args.system_prompt, user_prompt=args.user_prompt
         )
-        inputs = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(device)
-        out = model.generate(
-            **inputs,
-            do_sample=True,
+        completions = generate_answers(
+            model,
+            tokenizer,
+            messages,
+            n=args.num_samples,
+            max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
             top_p=args.top_p,
-            max_new_tokens=args.max_new_tokens,
-            num_return_sequences=args.num_samples,
-            pad_token_id=tokenizer.pad_token_id,
         )
-        completions = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         columns = {k: [row.get(k)] * len(completions) for k in ("emotion", "compound", "aus", "evidence", "caption")}
         scores = score_completions(completions, args.reward_funcs, **columns)
         kept = select(completions, scores, thresholds, args.min_agreement)[: args.keep_per_clip]
