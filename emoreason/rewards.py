@@ -215,7 +215,7 @@ def faithfulness_reward(completions: list, evidence: list | None = None, **kwarg
             rewards.append(0.0)
             continue
         result = check_faithfulness(text, ev)
-        n_bad = len(set(result.unsupported_aus)) + len(set(result.unsupported_times))
+        n_bad = len(list(result.unsupported_aus)) + len(list(result.unsupported_times))
         rewards.append(round(1.0 - 2.0 * min(n_bad, n_claims) / n_claims, 6))
     return rewards
 
