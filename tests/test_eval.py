@@ -395,6 +395,20 @@ def test_eval_command_against_local_endpoint(tmp_path, capsys):
     assert read_metrics(tmp_path, "c_expr_db")["metrics"]["invalid"] == 2  # no compound in the fake's answers
 
 
+def test_emoreason_eval_through_the_cli(tmp_path, capsys):
+    from emoreason.cli import main
+
+    with FakeChatServer() as server:
+        argv = ["-q", "eval", "--tasks", "mer_openvocab", "--model", f"openai:{server.url}", "--data-root",
+                str(FIXTURES), "--out", str(tmp_path)]  # fmt: skip
+        assert main(argv) == 0
+    assert "| mer_ov | openai:" in capsys.readouterr().out
+    assert main(["eval", "--tasks", "dfew", "--model", "gpt", "--data-root", str(FIXTURES)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "emoreason: error: unknown model 'gpt'; use engine, checkpoint:PATH or openai:URL"
+    )
+
+
 def test_eval_command_fails_when_samples_fail(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     commands.add_parser(parser.add_subparsers())

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
+from emoreason import __version__
 from emoreason import metrics as M
 from emoreason.errors import ConfigError, DataError, EmoReasonError
 from emoreason.evaluation.loaders import Sample, load_samples
@@ -403,7 +404,12 @@ def run_task(
         "primary": task.primary,
         "metrics": aggregate(task, ordered),
         "groups": disaggregate(task, ordered),
-    }
+        "config": {
+            "emoreason": __version__, "task_file": str(task.path) if task.path else None, "loader": task.loader,
+            "data_path": task.data_path, "prompt": task.prompt, "generation_kwargs": task.generation,
+            "limit": limit,
+        },
+    }  # fmt: skip
     atomic_write_text(task_dir / "metrics.json", _json(result))
     return result
 
