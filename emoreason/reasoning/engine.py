@@ -1,0 +1,474 @@
+"""The knowledge-based reasoner: :class:`~emoreason.evidence.Evidence` in, an explained :class:`Analysis` out.
+
+Steps (each a small function below): per-segment and whole-clip face distributions from AU prototypes, voice arousal and
+transcript lexicon (:mod:`emoreason.reasoning.fusion`), fused with stated weights; open-set decision; compound label by
+the pairwise rule; valence/arousal/dominance as distributions; genuine-smile cue; micro-expressions; ambivalence; a
+temporal caption; and a chain of thought in three sections that cites only AUs and times present in the evidence
+(checked by :mod:`emoreason.reasoning.faithfulness`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from emoreason.evidence import AUEvent, Evidence
+from emoreason.knowledge.facs import AUS
+from emoreason.knowledge.lexicon import LexiconScore, score_text
+from emoreason.knowledge.prototypes import DUCHENNE_AU, FAST_ONSET_S, MICRO_MAX_S, PROTOTYPES, SMILE_AU
+from emoreason.knowledge.taxonomy import ADJECTIVE, ALL_EMOTIONS, UNCERTAIN, VAD, compound_for
+from emoreason.parsing import format_answer
+from emoreason.reasoning import fusion
+
+SEGMENT_S = 1.0  # length of the analysis windows
+CLIP_PERCENTILE = 80  # whole-clip AU intensity: this percentile of the frames (the expressive part of the clip)
+UNCERTAIN_BELOW = 0.35  # open set: if the best fused probability is below this, the answer is "uncertain"
+# Compound rule: score = sqrt(p_a * p_b) for the two most probable non-neutral emotions when taxonomy.compound_for(a, b)
+# exists; the compound is named when the score reaches this threshold (e.g. 0.5 and 0.125, or 0.25 and 0.25).
+COMPOUND_THRESHOLD = 0.25
+AMBIVALENT_MARGIN = 0.1  # top two emotions closer than this (both >= 0.25) count as a conflict
+VALENCE_CONFLICT = 0.3  # modality valences of opposite sign, each at least this far from zero, conflict
+AROUSAL_CONFLICT = 0.8  # face and voice arousal this far apart are said to disagree
+VAD_FLOOR_STD = 0.1  # spread added to every VAD distribution (the prototypes' own imprecision)
+
+
+class Distribution(BaseModel):
+    mean: float
+    std: float
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    probabilities: dict[str, float]
+    dominant: str
+
+
+class SmileCue(BaseModel):
+    kind: Literal["genuine", "posed", "unclear"]
+    duchenne: bool = Field(description="AU6 (cheek raiser) overlaps the AU12 smile")
+    onset: float | None = Field(None, description="AU12 onset time, s; None if the smile is there from the start")
+    apex: float | None = None
+    onset_fast: bool | None = None
+    statement: str
+
+
+class MicroExpression(BaseModel):
+    au: str
+    onset: float
+    apex: float
+    offset: float
+    peak: float
+
+
+class Ambivalence(BaseModel):
+    flag: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Analysis(BaseModel):
+    emotion: str = Field(description="one of ALL_EMOTIONS, or 'uncertain' when no prototype fits")
+    probabilities: dict[str, float]
+    compound: str | None = None
+    compound_score: float | None = None
+    valence: Distribution
+    arousal: Distribution
+    dominance: Distribution
+    smile: SmileCue | None = None
+    segments: list[Segment] = Field(default_factory=list)
+    micro_expressions: list[MicroExpression] = Field(default_factory=list)
+    ambivalence: Ambivalence
+    modality_weights: dict[str, float] = Field(default_factory=dict)
+    modality_emotions: dict[str, str] = Field(default_factory=dict, description="top emotion per modality")
+    voice_arousal: float | None = None
+    agreement: list[str] = Field(default_factory=list)
+    caption: str
+    think: str
+    aus: list[str] = Field(default_factory=list)
+
+    def answer_text(self) -> str:
+        return format_answer(self.think, self.emotion, self.compound, self.aus)
+
+
+# --- helpers over the evidence ----------------------------------------------------------------------------------------
+
+
+def _series(ev: Evidence, start: float, end: float, percentile: float | None = None) -> dict[str, float] | None:
+    """Per-AU intensity over frames in [start, end): the mean, or a percentile; None if no face frame falls there."""
+    if ev.aus is None or not ev.aus.times:
+        return None
+    t = np.asarray(ev.aus.times)
+    mask = (t >= start) & (t < end)
+    out: dict[str, float] = {}
+    for au, vals in ev.aus.intensities.items():
+        x = np.array([v for v, m in zip(vals, mask, strict=False) if m and v is not None], dtype=float)
+        if x.size:
+            out[au] = float(np.percentile(x, percentile) if percentile is not None else x.mean())
+    return out or None
+
+
+def _words_in(ev: Evidence, start: float, end: float) -> str:
+    if ev.transcript is None:
+        return ""
+    if not ev.transcript.words:
+        return ev.transcript.text if start <= 0 and end >= ev.media.duration_s else ""
+    return " ".join(w.word for w in ev.transcript.words if start <= (w.start + w.end) / 2 < end)
+
+
+def _fmt(t: float) -> str:
+    return f"{t:.2f}"
+
+
+def _au_label(au: str) -> str:
+    return f"{au} ({AUS[au].name})" if au in AUS else au
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _top(p: dict[str, float]) -> str:
+    return max(p, key=lambda e: p[e])
+
+
+def _modal_weights(ev: Evidence, lex: LexiconScore, arousal: float | None) -> dict[str, float]:
+    w: dict[str, float] = {}
+    face_cov = ev.face.coverage if ev.face is not None and ev.aus is not None else 0.0
+    if face_cov > 0:
+        w["face"] = fusion.BASE_WEIGHTS["face"] * face_cov
+    if arousal is not None:
+        w["voice"] = fusion.BASE_WEIGHTS["voice"]
+    if ev.transcript is not None and ev.transcript.text.strip():
+        w["words"] = fusion.BASE_WEIGHTS["words"] * (0.5 + 0.5 * min(1.0, lex.n / 2))
+    total = sum(w.values())
+    return {m: round(v / total, 3) for m, v in w.items()} if total else {}
+
+
+# --- the pieces of the analysis ---------------------------------------------------------------------------------------
+
+
+def _distributions(ev: Evidence, start: float, end: float, arousal: float | None, clip: bool) -> dict[str, dict]:
+    dists: dict[str, dict[str, float]] = {}
+    face = _series(ev, start, end, CLIP_PERCENTILE if clip else None)
+    if face is not None:
+        dists["face"] = fusion.face_distribution(face)
+    if arousal is not None:
+        dists["voice"] = fusion.voice_distribution(arousal)
+    text = ev.transcript.text if clip and ev.transcript is not None else _words_in(ev, start, end)
+    if text.strip():
+        dists["words"] = fusion.words_distribution(score_text(text))
+    return dists
+
+
+def _segments(ev: Evidence, weights: dict[str, float], arousal: float | None) -> list[Segment]:
+    dur = ev.media.duration_s
+    n = max(1, round(dur / SEGMENT_S))
+    edges = np.linspace(0.0, dur, n + 1)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        dists = _distributions(ev, float(a), float(b) + (1e-6 if b == edges[-1] else 0.0), arousal, clip=False)
+        if not dists:
+            continue
+        p = fusion.fuse(dists, weights)
+        p = {e: round(v, 4) for e, v in p.items()}
+        out.append(Segment(start=round(float(a), 3), end=round(float(b), 3), probabilities=p, dominant=_top(p)))
+    return out
+
+
+def _compound(p: dict[str, float]) -> tuple[str | None, float | None]:
+    ranked = [e for e in sorted(p, key=lambda e: -p[e]) if e != "neutral"][:2]
+    if len(ranked) < 2:
+        return None, None
+    a, b = ranked
+    c = compound_for(a, b)
+    if c is None:
+        return None, None
+    score = math.sqrt(p[a] * p[b])
+    return (c.label, round(score, 3)) if score >= COMPOUND_THRESHOLD else (None, round(score, 3))
+
+
+def _vad(p: dict[str, float], voice_arousal: float | None, voice_weight: float) -> list[Distribution]:
+    out = []
+    for k in range(3):
+        vals = [VAD[e][k] for e in ALL_EMOTIONS]
+        probs = [p[e] for e in ALL_EMOTIONS]
+        mean = sum(v * q for v, q in zip(vals, probs, strict=True))
+        var = sum(q * (v - mean) ** 2 for v, q in zip(vals, probs, strict=True))
+        if k == 1 and voice_arousal is not None:  # arousal: the voice's own estimate joins the mixture
+            new_mean = (1 - voice_weight) * mean + voice_weight * voice_arousal
+            var = (1 - voice_weight) * (var + (mean - new_mean) ** 2) + voice_weight * (voice_arousal - new_mean) ** 2
+            mean = new_mean
+        out.append(Distribution(mean=round(mean, 3), std=round(math.sqrt(var + VAD_FLOOR_STD**2), 3)))
+    return out
+
+
+def _overlap(a: AUEvent, b: AUEvent) -> float:
+    return max(0.0, min(a.offset, b.offset) - max(a.onset, b.onset))
+
+
+def _smile(ev: Evidence) -> SmileCue | None:
+    smiles = [e for e in ev.au_events if e.au == SMILE_AU]
+    if not smiles:
+        return None
+    s = max(smiles, key=lambda e: e.peak)
+    cheeks = [e for e in ev.au_events if e.au == DUCHENNE_AU and _overlap(e, s) >= 0.5 * max(s.duration, 1e-6)]
+    duchenne = bool(cheeks)
+    first = ev.aus.times[0] if ev.aus is not None and ev.aus.times else 0.0
+    from_start = s.onset <= first + 1e-6
+    onset_fast = None if from_start else (s.apex - s.onset) < FAST_ONSET_S
+    if duchenne:
+        c = max(cheeks, key=lambda e: e.peak)
+        parts = [f"AU6 (cheek raiser) accompanies the AU12 smile ({_fmt(c.onset)}–{_fmt(c.offset)} s), the Duchenne "
+                 "marker of felt enjoyment"]  # fmt: skip
+    else:
+        parts = [f"AU12 pulls the lip corners ({_fmt(s.onset)}–{_fmt(s.offset)} s) without AU6 raising the cheeks"]
+    if from_start:
+        parts.append("the smile is already there at the start, so its onset speed cannot be judged")
+    elif onset_fast:
+        parts.append(f"AU12 rises quickly from {_fmt(s.onset)} s to its apex at {_fmt(s.apex)} s, as deliberate "
+                     "smiles do")  # fmt: skip
+    else:
+        parts.append(f"AU12 rises gradually from {_fmt(s.onset)} s to its apex at {_fmt(s.apex)} s, as spontaneous "
+                     "smiles do")  # fmt: skip
+    if duchenne and not onset_fast:
+        kind = "genuine"
+    elif not duchenne and (onset_fast or from_start):
+        kind = "posed"
+    else:
+        kind = "unclear"
+    verdict = {"genuine": "the smile looks genuine", "posed": "the smile looks posed (social)",
+               "unclear": "the cues conflict, so the smile's nature is unclear"}[kind]  # fmt: skip
+    statement = "; ".join(parts) + f": {verdict}."
+    return SmileCue(kind=kind, duchenne=duchenne, onset=None if from_start else s.onset,
+                    apex=s.apex, onset_fast=onset_fast, statement=statement[0].upper() + statement[1:])  # fmt: skip
+
+
+def _micro(ev: Evidence) -> list[MicroExpression]:
+    return [MicroExpression(au=e.au, onset=e.onset, apex=e.apex, offset=e.offset, peak=e.peak)
+            for e in ev.au_events if 0 < e.duration < MICRO_MAX_S]  # fmt: skip
+
+
+def _phrase(au: str) -> str:
+    a = AUS[au].appearance.split(",")[0] if au in AUS else au
+    return a if a.startswith(("the ", "lips", "eyes")) else "the " + a
+
+
+def _caption(ev: Evidence, emotion: str) -> str:
+    """Beginning -> progress -> end of the face, in FEC-Bench's style, from AU events."""
+    if ev.face is None or ev.aus is None or ev.face.coverage == 0:
+        return "No face is visible in the clip."
+    dur = ev.media.duration_s
+    tol = 2.0 / (ev.media.sample_fps or 10.0)
+    events = sorted(ev.au_events, key=lambda e: (e.onset, -e.peak))
+    if not events:
+        return "The face stays neutral throughout; no facial action stands out."
+    early = [e.au for e in events if e.onset <= min(tol, 0.15 * dur)]
+    middle = [e for e in events if e.au not in early]
+    ending = [e.au for e in events if e.offset >= dur - tol]
+    parts = [
+        f"At first {_join([_phrase(a) for a in dict.fromkeys(early)])}" if early else "At first the face is neutral"
+    ]
+    if middle:
+        rises = [_phrase(e.au) for e in middle if e.offset < dur - tol]
+        stays = [_phrase(e.au) for e in middle if e.offset >= dur - tol]
+        if rises:
+            parts.append(f"then briefly {_join(list(dict.fromkeys(rises)))}")
+        if stays:
+            parts.append(f"then {_join(list(dict.fromkeys(stays)))}")
+    else:
+        parts.append("the expression then holds")
+    label = ADJECTIVE.get(emotion, emotion)
+    if ending:
+        end = f"finally the face still looks {label}" if emotion not in ("neutral", UNCERTAIN) else "finally it holds"
+    else:
+        end = "finally the face relaxes back to neutral"
+    return "; ".join(parts + [end]) + "."
+
+
+def _agreement(dists: dict[str, dict[str, float]], weights: dict[str, float], arousal: float | None) -> list[str]:
+    out: list[str] = []
+    tops = {m: _top(d) for m, d in dists.items()}
+    val = {m: sum(d[e] * VAD[e][0] for e in ALL_EMOTIONS) for m, d in dists.items() if m != "voice"}
+    names = {"face": "the face", "words": "the words", "voice": "the voice"}
+    if "face" in tops and "words" in tops:
+        f, w = tops["face"], tops["words"]
+        if f == w:
+            out.append(f"The face and the words agree on {f}.")
+        elif val["face"] * val["words"] < 0 and min(abs(val["face"]), abs(val["words"])) >= VALENCE_CONFLICT / 2:
+            out.append(f"The face and the words disagree: the face reads as {f} while the words read as {w}.")
+        else:
+            out.append(f"The face reads as {f} and the words as {w}.")
+    if arousal is not None and "face" in dists:
+        face_a = sum(dists["face"][e] * VAD[e][1] for e in ALL_EMOTIONS)
+        tone = _tone(arousal)
+        if abs(face_a - arousal) >= AROUSAL_CONFLICT / 2:
+            out.append(f"The face and the voice disagree: the face shows {tops['face']} while the voice is {tone} "
+                       f"(voice arousal {arousal:+.2f}).")  # fmt: skip
+        else:
+            out.append(f"The voice is {tone} (arousal {arousal:+.2f}), consistent with the face.")
+    if arousal is not None and "words" in dists and "face" not in dists:
+        words_a = sum(dists["words"][e] * VAD[e][1] for e in ALL_EMOTIONS)
+        tone = _tone(arousal)
+        agree = "matching" if abs(words_a - arousal) < AROUSAL_CONFLICT / 2 else "less intense than"
+        out.append(f"The voice is {tone} (arousal {arousal:+.2f}), {agree} the words.")
+    if len(weights) == 1:
+        (m,) = weights
+        out.append(f"Only {names[m]} could be read, so nothing cross-checks it.")
+    return out
+
+
+def _tone(arousal: float) -> str:
+    return "animated" if arousal > 0.3 else "flat" if arousal < -0.3 else "even"
+
+
+def _ambivalence(dists: dict, p: dict[str, float], segments: list[Segment]) -> Ambivalence:
+    reasons: list[str] = []
+    if "face" in dists and "words" in dists:
+        vf = sum(dists["face"][e] * VAD[e][0] for e in ALL_EMOTIONS)
+        vw = sum(dists["words"][e] * VAD[e][0] for e in ALL_EMOTIONS)
+        if vf * vw < 0 and min(abs(vf), abs(vw)) >= VALENCE_CONFLICT / 2:
+            reasons.append(f"face valence {vf:+.2f} against word valence {vw:+.2f}")
+    ranked = sorted(p.values(), reverse=True)
+    if len(ranked) > 1 and ranked[1] >= 0.25 and ranked[0] - ranked[1] < AMBIVALENT_MARGIN:
+        a, b = sorted(p, key=lambda e: -p[e])[:2]
+        reasons.append(f"{a} and {b} are nearly equally likely ({p[a]:.2f} vs {p[b]:.2f})")
+    doms = [s.dominant for s in segments if s.dominant != "neutral"]
+    switches = sum(1 for x, y in zip(doms, doms[1:], strict=False) if x != y)
+    if switches >= 3:
+        reasons.append(f"the dominant emotion switches {switches} times between segments")
+    return Ambivalence(flag=bool(reasons), reasons=reasons)
+
+
+def _observations(ev: Evidence, lex: LexiconScore, arousal: float | None, micro: list[MicroExpression]) -> str:
+    lines: list[str] = []
+    if ev.face is None or ev.aus is None or ev.face.coverage == 0:
+        lines.append("No face was found in the clip, so there are no facial Action Units to read.")
+    else:
+        if ev.face.coverage < 0.5:
+            lines.append(f"The face is visible in only {ev.face.coverage:.0%} of the analysed frames.")
+        events = sorted(ev.au_events, key=lambda e: -e.peak)[:8]
+        if events:
+            parts = [f"{_au_label(e.au)} from {_fmt(e.onset)} s to {_fmt(e.offset)} s, apex at {_fmt(e.apex)} s, peak "
+                     f"intensity {e.peak:.1f}/5" for e in events]  # fmt: skip
+            lines.append("Facial actions: " + "; ".join(parts) + ".")
+        else:
+            lines.append("No facial Action Unit rises clearly above the face's resting state.")
+        for m in micro:
+            lines.append(f"{m.au} flashes for under half a second ({_fmt(m.onset)}–{_fmt(m.offset)} s), a possible "
+                         "micro-expression.")  # fmt: skip
+        poses = [p for p in ev.face.poses if p is not None]
+        if poses:
+            yaw = [p.yaw for p in poses]
+            pitch = [p.pitch for p in poses]
+            moved = (max(yaw) - min(yaw)) > 15 or (max(pitch) - min(pitch)) > 15
+            lines.append(f"Head: yaw between {round(min(yaw))} and {round(max(yaw))} degrees, pitch between "
+                         f"{round(min(pitch))} and {round(max(pitch))} degrees ({'moving' if moved else 'steady'}).")  # fmt: skip
+    if ev.prosody is not None and arousal is not None:
+        p = ev.prosody
+        bits = [f"speech in {p.speech_ratio:.0%} of the audio"]
+        if p.f0_mean_hz:
+            bits.append(f"mean pitch {p.f0_mean_hz:.0f} Hz (spread {p.f0_std_hz or 0:.0f} Hz, range "
+                        f"{p.f0_range_semitones or 0:.1f} semitones)")  # fmt: skip
+        if p.speaking_rate_sps:
+            bits.append(f"about {p.speaking_rate_sps:.1f} syllables per second")
+        lines.append(f"Voice: {', '.join(bits)}; estimated arousal {arousal:+.2f}.")
+    elif not ev.media.has_audio:
+        lines.append("There is no audio track.")
+    else:
+        lines.append("No speech was detected in the audio.")
+    if ev.transcript is not None and ev.transcript.text.strip():
+        text = ev.transcript.text.strip()
+        if len(text) > 200:
+            text = text[:197] + "..."
+        line = f'Words: "{text}"'
+        times = {}
+        for w in ev.transcript.words:
+            key = w.word.lower().strip(".,!?;:\"'")
+            times.setdefault(key, w.start)
+        hits = []
+        for h in lex.hits:
+            where = f" at {_fmt(times[h.word])} s" if h.word in times else ""
+            hits.append(f"{'negated ' if h.negated else ''}'{h.word}' ({h.emotion}){where}")
+        line += f"; emotion words: {_join(hits)}." if hits else "; no emotion words."
+        lines.append(line)
+    return " ".join(lines)
+
+
+def analyze(evidence: Evidence) -> Analysis:
+    """Reason about one clip's evidence; deterministic and fast (no model weights)."""
+    ev = evidence
+    dur = ev.media.duration_s
+    arousal = fusion.voice_arousal(ev.prosody) if ev.prosody is not None else None
+    lex = score_text(ev.transcript.text) if ev.transcript is not None else LexiconScore()
+    weights = _modal_weights(ev, lex, arousal)
+    dists = {m: d for m, d in _distributions(ev, 0.0, dur + 1e-6, arousal, clip=True).items() if m in weights}
+    p_raw = fusion.fuse(dists, weights)
+    probs = {e: round(v, 4) for e, v in p_raw.items()}
+    best = _top(p_raw)
+    emotion = best if p_raw[best] >= UNCERTAIN_BELOW and weights else UNCERTAIN
+    compound, compound_score = _compound(p_raw)
+    v, a, d = _vad(p_raw, arousal, weights.get("voice", 0.0))
+    segments = _segments(ev, weights, arousal)
+    micro = _micro(ev)
+    smile = _smile(ev)
+    amb = _ambivalence(dists, p_raw, segments)
+    agreement = _agreement(dists, weights, arousal)
+    event_aus = {e.au for e in ev.au_events}
+    aus = [au for au in PROTOTYPES.get(emotion, {}) if au in event_aus] if emotion in PROTOTYPES else []
+
+    # Interpretation
+    interp: list[str] = []
+    if "face" in dists:
+        cov = fusion.prototype_coverage(_series(ev, 0.0, dur + 1e-6, CLIP_PERCENTILE) or {})
+        ranked = sorted(cov, key=lambda e: -cov[e])
+        b = ranked[0]
+        matched = [au for au in PROTOTYPES[b] if au in event_aus]
+        via = f" ({_join(matched)})" if matched else ""
+        interp.append(f"The facial actions{via} cover {cov[b]:.0%} of the {b} prototype, the best match "
+                      f"(next: {ranked[1]} at {cov[ranked[1]]:.0%}).")  # fmt: skip
+        if cov[b] < 0.3:
+            interp.append("No emotion prototype fits the face well.")
+    w_text = ", ".join(f"{m} {w:.2f}" for m, w in weights.items())
+    if weights:
+        interp.append(f"Modality weights: {w_text}; " + "; ".join(f"{m} alone suggests {_top(dd)}"
+                                                                    for m, dd in dists.items()) + ".")  # fmt: skip
+    interp += agreement
+    if smile is not None:
+        interp.append(smile.statement)
+    if amb.flag:
+        interp.append("Ambivalence: " + "; ".join(amb.reasons) + ".")
+    doms = [s.dominant for s in segments]
+    if len(set(doms)) > 1:
+        changes = [s.dominant for i, s in enumerate(segments) if i == 0 or s.dominant != segments[i - 1].dominant]
+        interp.append("Over time (window by window): " + ", then ".join(changes) + ".")
+
+    top3 = sorted(p_raw, key=lambda e: -p_raw[e])[:3]
+    concl = []
+    if emotion == UNCERTAIN:
+        concl.append(f"Uncertain: no emotion is likely enough (best {best} at {p_raw[best]:.2f}, under "
+                     f"{UNCERTAIN_BELOW:.2f}).")  # fmt: skip
+    else:
+        concl.append(f"{emotion.capitalize()} (probability {p_raw[emotion]:.2f}; then "
+                     + ", ".join(f"{e} {p_raw[e]:.2f}" for e in top3[1:]) + ").")  # fmt: skip
+    if compound:
+        concl.append(f"Compound expression: {compound} (pair score {compound_score:.2f}).")
+    concl.append(f"Valence {v.mean:+.2f} ± {v.std:.2f}, arousal {a.mean:+.2f} ± {a.std:.2f}.")
+    if "face" not in dists:
+        concl.append("This rests on the voice and words only; no face was found." if dists else
+                     "Nothing in the clip can be read.")  # fmt: skip
+
+    think = (f"Key observations: {_observations(ev, lex, arousal, micro)}\n"
+             f"Overall emotional interpretation: {' '.join(interp) if interp else 'Nothing to interpret.'}\n"
+             f"Conclusion: {' '.join(concl)}")  # fmt: skip
+    return Analysis(
+        emotion=emotion, probabilities=probs, compound=compound, compound_score=compound_score,
+        valence=v, arousal=a, dominance=d, smile=smile, segments=segments, micro_expressions=micro,
+        ambivalence=amb, modality_weights=weights, modality_emotions={m: _top(dd) for m, dd in dists.items()},
+        voice_arousal=None if arousal is None else round(arousal, 3), agreement=agreement,
+        caption=_caption(ev, emotion), think=think, aus=aus,
+    )  # fmt: skip
