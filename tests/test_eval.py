@@ -463,10 +463,33 @@ def test_send_video_attaches_the_clip(tmp_path, astronaut_clip):
 
 def test_engine_adapter_end_to_end(tmp_path):
     pytest.importorskip("emoreason.reasoning.engine")
-    model = make_model("engine")
-    for task in resolve_tasks(ALL_TASKS):
-        r = run_task(task, model, FIXTURES, tmp_path, progress=False)
-        assert r["n_errors"] == 0, (task.name, r)
+    from emoreason.cli import main
+
+    argv = ["-q", "eval", "--tasks", ",".join(ALL_TASKS), "--model", "engine", "--data-root", str(FIXTURES)]
+    assert main([*argv, "--out", str(tmp_path / "full")]) == 0
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert [r["task"] for r in full] == ALL_TASKS and all(r["n_errors"] == 0 for r in full)
+    by_task = {r["task"]: r for r in full}
+    assert by_task["emer"]["metrics"]["faithfulness_n"] == 2  # the reasoning module's checker ran on both
+    happy = next(iter_jsonl(tmp_path / "full" / "dfew" / "predictions.jsonl"))
+    assert happy["id"] == "1" and happy["pred"] == "happiness" and happy["caption"]
+
+    # interrupted: every task's predictions cut in the middle of their last row, then the same command again
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full", resumed)
+    for task in ALL_TASKS:
+        (resumed / task / "metrics.json").unlink()
+        pred = resumed / task / "predictions.jsonl"
+        data = pred.read_bytes()
+        pred.write_bytes(data[: len(data) - 40])
+    assert main([*argv, "--out", str(resumed)]) == 0
+    again = json.loads((resumed / "summary.json").read_text())
+    assert [(r["task"], r["metrics"], r["groups"]) for r in again] == [
+        (r["task"], r["metrics"], r["groups"]) for r in full
+    ]
+    for task in ALL_TASKS:
+        ids = [row["id"] for row in iter_jsonl(resumed / task / "predictions.jsonl")]
+        assert len(ids) == len(set(ids)) == by_task[task]["n"]
 
 
 def test_engine_on_a_real_clip(tmp_path, astronaut_clip):
