@@ -14,7 +14,15 @@ import pytest
 
 from emoreason.errors import BackendError, ConfigError, DataError, ModelError
 from emoreason.evaluation import commands
-from emoreason.evaluation.harness import TASKS_DIR, find_tasks, load_task, resolve_tasks, run_task, score_sample
+from emoreason.evaluation.harness import (
+    TASKS_DIR,
+    find_tasks,
+    load_task,
+    render_prompt,
+    resolve_tasks,
+    run_task,
+    score_sample,
+)
 from emoreason.evaluation.loaders import load_samples
 from emoreason.evaluation.models import OpenAIModel, Request, Response, evidence_text, load_evidence, make_model
 from emoreason.evidence import Evidence
@@ -503,3 +511,11 @@ def test_engine_on_a_real_clip(tmp_path, astronaut_clip):
     assert r["n_errors"] == 0
     row = next(iter_jsonl(tmp_path / "out/dfew/predictions.jsonl"))
     assert row["pred"] == "happiness"  # the smiling astronaut
+
+
+@pytest.mark.parametrize("name", ALL_TASKS)
+def test_rendered_prompts_are_pinned(name):
+    """Each task's prompt as a model receives it (evidence stubbed); a changed prompt needs a new versioned file."""
+    (task,) = resolve_tasks([name])
+    sample = load_samples(task.loader, FIXTURES / task.data_path, task.loader_args)[0]
+    assert render_prompt(task, sample, "<EVIDENCE>") == (FIXTURES / "eval_prompts" / f"{name}.txt").read_text()
