@@ -519,3 +519,12 @@ def test_rendered_prompts_are_pinned(name):
     (task,) = resolve_tasks([name])
     sample = load_samples(task.loader, FIXTURES / task.data_path, task.loader_args)[0]
     assert render_prompt(task, sample, "<EVIDENCE>") == (FIXTURES / "eval_prompts" / f"{name}.txt").read_text()
+
+
+def test_doctests():
+    import doctest
+
+    from emoreason.evaluation import models
+
+    result = doctest.testmod(models)
+    assert result.attempted > 0 and result.failed == 0
