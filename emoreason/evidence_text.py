@@ -1,0 +1,79 @@
+"""Compact text serialisation of :class:`~emoreason.evidence.Evidence` for LLM prompts.
+
+Lines in priority order (clip, quality flags, face, AU events by peak, head pose, voice, transcript with word times);
+when ``max_chars`` is exceeded, the lowest-priority detail (word times, then weaker AU events) is dropped first and the
+text says what it left out. Times are written as ``1.20 s`` so :func:`emoreason.parsing.find_times` reads them back.
+"""
+
+from __future__ import annotations
+
+from emoreason.evidence import Evidence
+from emoreason.knowledge.facs import AUS
+
+DEFAULT_MAX_CHARS = 3000
+
+
+def _events(ev: Evidence, n: int) -> list[str]:
+    events = sorted(ev.au_events, key=lambda e: -e.peak)[:n]
+    return [f"- {e.au} ({AUS[e.au].name if e.au in AUS else '?'}): {e.onset:.2f}-{e.offset:.2f} s, apex {e.apex:.2f} s, "
+            f"peak {e.peak:.1f}/5" for e in sorted(events, key=lambda e: e.onset)]  # fmt: skip
+
+
+def _parts(ev: Evidence, n_events: int, word_times: bool) -> list[str]:
+    m = ev.media
+    lines = [f"Clip: {m.duration_s:.2f} s, {'video' if m.has_video else 'no video'}, "
+             f"{'audio' if m.has_audio else 'no audio'}."]  # fmt: skip
+    if ev.flags:
+        lines.append("Quality: " + "; ".join(f.message for f in ev.flags) + ".")
+    if ev.face is None or ev.face.coverage == 0:
+        lines.append("Face: none found.")
+    else:
+        lines.append(f"Face: visible in {ev.face.coverage:.0%} of {m.n_frames} frames analysed at {m.sample_fps} fps.")
+        if ev.au_events:
+            lines.append(f"Facial Action Unit events (intensity 0-5; {len(ev.au_events)} in all):")
+            lines += _events(ev, n_events)
+            if n_events < len(ev.au_events):
+                lines.append(f"- ({len(ev.au_events) - n_events} weaker events left out)")
+        else:
+            lines.append("Facial Action Unit events: none above the resting face.")
+        poses = [p for p in ev.face.poses if p is not None]
+        if poses:
+            yaw, pitch = [p.yaw for p in poses], [p.pitch for p in poses]
+            lines.append(f"Head pose: yaw {round(min(yaw))} to {round(max(yaw))} deg, pitch {round(min(pitch))} to "
+                         f"{round(max(pitch))} deg.")  # fmt: skip
+    p = ev.prosody
+    if p is not None and p.speech_ratio > 0:
+        bits = [f"speech {p.speech_ratio:.0%} of the audio"]
+        if p.f0_mean_hz:
+            bits.append(f"pitch mean {p.f0_mean_hz:.0f} Hz, sd {p.f0_std_hz or 0:.0f} Hz, range "
+                        f"{p.f0_range_semitones or 0:.1f} semitones")  # fmt: skip
+        if p.energy_std_db is not None:
+            bits.append(f"loudness variation {p.energy_std_db:.1f} dB")
+        if p.speaking_rate_sps:
+            bits.append(f"{p.speaking_rate_sps:.1f} syllables per second")
+        lines.append("Voice: " + "; ".join(bits) + ".")
+    elif m.has_audio:
+        lines.append("Voice: no speech detected.")
+    t = ev.transcript
+    if t is not None and t.text.strip():
+        lines.append(f'Transcript: "{t.text.strip()}"')
+        if word_times and t.words:
+            lines.append("Word times: " + " ".join(f"{w.word.strip('.,!?;:')}@{w.start:.2f}s" for w in t.words))
+    return lines
+
+
+def evidence_to_text(evidence: Evidence, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """The evidence as a few lines of text, at most ``max_chars`` long.
+
+    >>> from emoreason.evidence import MediaInfo
+    >>> print(evidence_to_text(Evidence(media=MediaInfo(path="a.mp4", duration_s=2.0, has_video=True, has_audio=False))))
+    Clip: 2.00 s, video, no audio.
+    Face: none found.
+    """
+    n = len(evidence.au_events)
+    for word_times in (True, False):
+        for k in sorted({n, 12, 8, 4, 2, 0} & set(range(n + 1)), reverse=True):
+            text = "\n".join(_parts(evidence, k, word_times))
+            if len(text) <= max_chars:
+                return text
+    return text[: max(0, max_chars - 3)] + "..."

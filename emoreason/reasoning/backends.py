@@ -1,0 +1,114 @@
+"""Chat LLM backends behind one interface: a local transformers checkpoint or any OpenAI-compatible endpoint.
+
+A backend takes chat messages (``[{"role": ..., "content": ...}]``) and returns the assistant's reply. The knowledge
+engine is not a chat backend: :func:`emoreason.reasoning.qa.ask` uses it when no backend is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from emoreason.errors import BackendError, ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+
+
+class ChatBackend(ABC):
+    """Anything that answers a chat."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    def chat(self, messages: list[Message]) -> str:
+        """The assistant's reply to ``messages``; raises :class:`BackendError` when it cannot answer."""
+
+
+class TransformersBackend(ChatBackend):
+    """Any local chat LLM saved with ``save_pretrained`` (weights, tokenizer with a chat template), greedy decoding."""
+
+    name = "transformers"
+
+    def __init__(self, path: str | Path, max_new_tokens: int = 256, device: str = "cpu") -> None:
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise ModelError("not a transformers checkpoint (no config.json)", self.path)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.path).to(device).eval()
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"cannot load the checkpoint: {e}", self.path) from e
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError("the tokenizer has no chat template; a chat model is needed", self.path)
+        self.max_new_tokens = max_new_tokens
+        self.device = device
+
+    def chat(self, messages: list[Message]) -> str:
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)  # fmt: skip
+        ids = {k: v.to(self.device) for k, v in ids.items()}
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        with torch.inference_mode():
+            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad)
+        n = ids["input_ids"].shape[1]
+        return self.tokenizer.decode(out[0, n:], skip_special_tokens=True).strip()
+
+
+class OpenAIBackend(ChatBackend):
+    """An OpenAI-compatible ``/chat/completions`` endpoint (vLLM, the project's server, hosted APIs).
+
+    ``base_url`` ends in ``/v1``. ``transport`` is for tests (an ``httpx`` transport).
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str = "default", api_key: str | None = None, timeout: float = 120.0,
+                 max_tokens: int = 512, transport: Any = None) -> None:  # fmt: skip
+        import httpx
+
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"the endpoint URL must start with http:// or https://, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_tokens = max_tokens
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
+
+    def chat(self, messages: list[Message]) -> str:
+        import httpx
+
+        url = f"{self.base_url}/chat/completions"
+        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0.0}
+        try:
+            r = self._client.post(url, json=body)
+        except httpx.HTTPError as e:
+            raise BackendError(f"the endpoint did not answer: {e}", url) from e
+        if r.status_code != 200:
+            raise BackendError(f"the endpoint answered HTTP {r.status_code}: {r.text[:200]}", url)
+        try:
+            content = r.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise BackendError(f"the endpoint's reply is not a chat completion: {r.text[:200]}", url) from e
+        if not isinstance(content, str):
+            raise BackendError("the endpoint's reply has no text content", url)
+        return content.strip()
+
+
+def make_backend(spec: str, model: str = "default", api_key: str | None = None) -> ChatBackend | None:
+    """``engine`` (None: the knowledge engine answers), ``transformers:PATH`` or ``openai:URL``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "engine" and not rest:
+        return None
+    if kind == "transformers" and rest:
+        return TransformersBackend(rest)
+    if kind == "openai" and rest:
+        return OpenAIBackend(rest, model=model, api_key=api_key)
+    raise ConfigError(f"unknown backend {spec!r}; use engine, transformers:PATH or openai:URL")
