@@ -345,3 +345,9 @@ def test_rendered_training_prompt_snapshot(tmp_path):
     )
     rendered = "".join(f"<<{m['role']}>>\n{m['content']}\n" for m in messages)
     assert rendered == (FIX / "prompt_v1_snapshot.txt").read_text()
+
+
+def test_prompt_messages_use_the_project_evidence_formatter(tmp_path):
+    ev = make_evidence(tmp_path / "e.json", [("AU6", 0.4, 0.9, 1.6, 3.0), ("AU12", 0.5, 1.0, 1.6, 4.0)])
+    user = prompt_messages({"evidence": str(ev), "question": "How does she feel?"})[1]["content"]
+    assert "AU12 (lip corner puller): 0.50-1.60 s" in user and user.endswith("How does she feel?")

@@ -15,7 +15,7 @@ from emoreason.io import iter_jsonl
 from emoreason.parsing import format_answer
 from emoreason.training.config import EmoGRPOConfig, EmoSFTConfig, SynthesisConfig, parse_recipe
 from emoreason.training.synthesize import agreement, select
-from tests.fixtures.train.synth import evidence_text, write_smoke_data
+from tests.fixtures.train.synth import write_smoke_data
 from tests.fixtures.train.tiny_model import default_corpus, make_tiny_model
 
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
@@ -77,7 +77,7 @@ def test_qlora_is_a_clear_error_on_cpu(smoke, tmp_path):
     from emoreason.training.sft import run_sft
 
     with pytest.raises(ConfigError, match="load_in_4bit .*needs a CUDA GPU"):
-        run_sft(sft_config(smoke, tmp_path, load_in_4bit="true"), evidence_formatter=evidence_text)
+        run_sft(sft_config(smoke, tmp_path, load_in_4bit="true"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error path")
@@ -91,7 +91,7 @@ def test_vllm_is_a_clear_error_on_cpu(smoke, tmp_path):
     )
     cfg.use_vllm = True
     with pytest.raises(ConfigError, match="use_vllm needs a CUDA GPU"):
-        run_grpo(cfg, evidence_formatter=evidence_text)
+        run_grpo(cfg)
 
 
 def test_model_errors(smoke, tmp_path):
@@ -139,14 +139,14 @@ def faithfulness(monkeypatch):
 
 
 def test_sft_grpo_synthesis_smoke(smoke, tmp_path, faithfulness):
-    """End to end on the tiny random Qwen2 (about 30 s on 2 cores): SFT with a resume, GRPO, synthesis with a resume."""
+    """End to end on the tiny random Qwen2 with the project evidence formatter (a few seconds on 2 cores): SFT with a resume, GRPO, synthesis with a resume."""
     from emoreason.training.grpo import run_grpo
     from emoreason.training.sft import run_sft
     from emoreason.training.synthesize import run_synthesis
 
     # SFT: 4 steps with checkpoints every 2, then the same run extended to 6 steps resumes from checkpoint-4.
     sft_dir = tmp_path / "sft"
-    first = run_sft(sft_config(smoke, sft_dir), evidence_formatter=evidence_text)
+    first = run_sft(sft_config(smoke, sft_dir))
     assert (
         first["global_step"] == 4
         and (sft_dir / "checkpoint-4").is_dir()
@@ -154,7 +154,7 @@ def test_sft_grpo_synthesis_smoke(smoke, tmp_path, faithfulness):
     )
     losses = [e["loss"] for e in first["log_history"] if "loss" in e]
     assert len(losses) == 4 and all(loss > 0 for loss in losses)
-    second = run_sft(sft_config(smoke, sft_dir, max_steps=6), evidence_formatter=evidence_text)
+    second = run_sft(sft_config(smoke, sft_dir, max_steps=6))
     assert second["global_step"] == 6
     assert len([e for e in second["log_history"] if "loss" in e]) == 6  # steps 1-4 restored, 5-6 trained
     merged = Path(second["merged"])
@@ -166,7 +166,7 @@ def test_sft_grpo_synthesis_smoke(smoke, tmp_path, faithfulness):
         RECIPES / "grpo_smoke.yaml",
         overrides(smoke, model_name_or_path=merged, train_files=[smoke["train"]], output_dir=tmp_path / "grpo"),
     )
-    grpo = run_grpo(cfg, evidence_formatter=evidence_text)
+    grpo = run_grpo(cfg)
     assert grpo["global_step"] == 2 and len(grpo["rewards"]) == 2
     logged = grpo["rewards"][0]
     assert {"rewards/format_reward/mean", "rewards/au_reward/mean", "rewards/emotion_reward/mean"} <= set(logged)
@@ -179,11 +179,9 @@ def test_sft_grpo_synthesis_smoke(smoke, tmp_path, faithfulness):
         RECIPES / "synthesize_smoke.yaml",
         overrides(smoke, model_name_or_path=grpo["merged"], input_files=[smoke["unlabelled"]], output_file=out, **f),
     )
-    a = run_synthesis(
-        syn(max_train_samples=2, min_agreement=0.0, min_rewards=["format=1.0"]), evidence_formatter=evidence_text
-    )
+    a = run_synthesis(syn(max_train_samples=2, min_agreement=0.0, min_rewards=["format=1.0"]))
     assert (a["clips"], a["generated"], a["already_done"]) == (2, 8, 0)
-    b = run_synthesis(syn(min_agreement=0.0, min_rewards=["format=1.0"]), evidence_formatter=evidence_text)
+    b = run_synthesis(syn(min_agreement=0.0, min_rewards=["format=1.0"]))
     assert (b["clips"], b["already_done"]) == (2, 2)
     progress = list(iter_jsonl(out.with_suffix(".jsonl.progress.jsonl")))
     assert [p["id"] for p in progress] == ["s2_0000", "s2_0001", "s2_0002", "s2_0003"]
@@ -228,7 +226,7 @@ def test_evaluate_rewards_means_over_applicable_rows(smoke, monkeypatch):
     answer = format_answer("Key observations: AU6 and AU12.", "happiness", None, ["AU6", "AU12"])
     monkeypatch.setattr(S, "load_model_and_tokenizer", scripted_loader(S.load_model_and_tokenizer, [answer]))
     cfg = sft_config(smoke, smoke["root"] / "unused")
-    result = S.evaluate_rewards(cfg, [smoke["eval"]], ["format", "emotion", "au"], evidence_formatter=evidence_text)
+    result = S.evaluate_rewards(cfg, [smoke["eval"]], ["format", "emotion", "au"])
     rows = [json.loads(line) for line in smoke["eval"].read_text().splitlines()]
     happy = [r for r in rows if r["emotion"] == "happiness"]
     assert result["rows"] == len(rows) and result["mean"]["format"] == 1.0
@@ -280,7 +278,7 @@ def test_synthesis_keeps_verified_answers_and_feeds_sft(smoke, tmp_path, monkeyp
         RECIPES / "synthesize_smoke.yaml",
         overrides(smoke, model_name_or_path=smoke["model"], input_files=[shard], output_file=out, keep_per_clip=2),
     )
-    counts = S.run_synthesis(cfg, evidence_formatter=evidence_text)
+    counts = S.run_synthesis(cfg)
     assert (counts["generated"], counts["kept"]) == (4, 1)
     (row,) = iter_jsonl(out)
     assert row["answer"] == good and row["id"] == "c1#syn0" and row["cot_source"] == "synthesis"
@@ -292,7 +290,7 @@ def test_synthesis_keeps_verified_answers_and_feeds_sft(smoke, tmp_path, monkeyp
     )
     assert prov["predicted"]["emotion"] == "happiness" and prov["time"]
     sft = sft_config(smoke, tmp_path / "next", train_files=[out])
-    ds = text_dataset(sft, with_completion=True, evidence_formatter=evidence_text)
+    ds = text_dataset(sft, with_completion=True)
     assert ds[0]["completion"][0]["content"] == good
 
 
@@ -328,14 +326,14 @@ def test_sft_and_grpo_on_smollm2(smoke, tmp_path, faithfulness):
         RECIPES / "sft_smollm2_cpu.yaml",
         overrides(smoke, **base, output_dir=tmp_path / "sft", max_steps=2, save_steps=2),
     )
-    s = run_sft(sft, evidence_formatter=evidence_text)
+    s = run_sft(sft)
     assert s["global_step"] == 2 and s["train_loss"] > 0
     grpo = parse_recipe(
         EmoGRPOConfig,
         RECIPES / "grpo_smoke.yaml",
         overrides(smoke, model_name_or_path=s["merged"], train_files=[smoke["train"]], output_dir=tmp_path / "grpo"),
     )
-    g = run_grpo(grpo, evidence_formatter=evidence_text)
+    g = run_grpo(grpo)
     assert g["global_step"] == 2
 
 
