@@ -29,8 +29,9 @@ def load_prompt(name: str, prompts_dir: str | Path | None = None) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def render_prompt(name: str, prompts_dir: str | Path | None = None, **values: Any) -> str:
-    """Load a prompt and fill its ``{fields}``; a field without a value raises :class:`ConfigError`."""
+def render_prompt(name: str, /, *, prompts_dir: str | Path | None = None, **values: Any) -> str:
+    """Load a prompt and fill its ``{fields}`` (any names, ``name`` included); a missing value raises
+    :class:`ConfigError`."""
     text = load_prompt(name, prompts_dir)
     try:
         return text.format(**values)
