@@ -253,3 +253,11 @@ def test_angry_noface_clip_from_voice_and_words(angry_noface_clip):
     assert "No face was found" in a.think
     assert "face" not in a.modality_weights and "words" in a.modality_weights
     assert check_faithfulness(a.answer_text(), ev).ok
+
+
+def test_repeated_emotion_words_get_their_own_times():
+    ev = make_evidence(HAPPY, words="happy today and happy tomorrow", duration=5.0)
+    a = analyze(ev)
+    obs = think_sections(a.think)["Key observations"]
+    assert "'happy' (happiness) at 0.00 s" in obs and "'happy' (happiness) at 3.00 s" in obs
+    _check_cot(a, ev)

@@ -32,6 +32,7 @@ COMPOUND_THRESHOLD = 0.25
 AMBIVALENT_MARGIN = 0.1  # top two emotions closer than this (both >= 0.25) count as a conflict
 VALENCE_CONFLICT = 0.3  # modality valences of opposite sign, each at least this far from zero, conflict
 AROUSAL_CONFLICT = 0.8  # face and voice arousal this far apart are said to disagree
+MAX_WORD_HITS = 6  # emotion words cited in the observations
 VAD_FLOOR_STD = 0.1  # spread added to every VAD distribution (the prototypes' own imprecision)
 
 
@@ -386,14 +387,16 @@ def _observations(ev: Evidence, lex: LexiconScore, arousal: float | None, micro:
         if len(text) > 200:
             text = text[:197] + "..."
         line = f'Words: "{text}"'
-        times = {}
+        starts: dict[str, list[float]] = {}  # word -> its start times, in order, to pair with the lexicon hits
         for w in ev.transcript.words:
-            key = w.word.lower().strip(".,!?;:\"'")
-            times.setdefault(key, w.start)
+            starts.setdefault(w.word.lower().strip(".,!?;:\"'"), []).append(w.start)
         hits = []
-        for h in lex.hits:
-            where = f" at {_fmt(times[h.word])} s" if h.word in times else ""
+        for h in lex.hits[:MAX_WORD_HITS]:
+            queue = starts.get(h.word, [])
+            where = f" at {_fmt(queue.pop(0))} s" if queue else ""
             hits.append(f"{'negated ' if h.negated else ''}'{h.word}' ({h.emotion}){where}")
+        if len(lex.hits) > MAX_WORD_HITS:
+            hits.append(f"{len(lex.hits) - MAX_WORD_HITS} more")
         line += f"; emotion words: {_join(hits)}." if hits else "; no emotion words."
         lines.append(line)
     return " ".join(lines)
