@@ -261,3 +261,15 @@ def test_repeated_emotion_words_get_their_own_times():
     obs = think_sections(a.think)["Key observations"]
     assert "'happy' (happiness) at 0.00 s" in obs and "'happy' (happiness) at 3.00 s" in obs
     _check_cot(a, ev)
+
+
+def test_doctests_of_the_reasoning_modules():
+    import doctest
+
+    import emoreason.evidence_text
+    import emoreason.knowledge.lexicon
+    import emoreason.reasoning.faithfulness
+
+    for mod in (emoreason.reasoning.faithfulness, emoreason.knowledge.lexicon, emoreason.evidence_text):
+        r = doctest.testmod(mod)
+        assert r.attempted > 0 and r.failed == 0, mod.__name__
