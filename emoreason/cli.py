@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emoreason.perception.commands",
     "emoreason.evaluation.commands",
     "emoreason.training.commands",
+    "emoreason.reasoning.commands",
 )
 
 
