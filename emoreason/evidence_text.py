@@ -36,6 +36,13 @@ def _parts(ev: Evidence, n_events: int, word_times: bool) -> list[str]:
                 lines.append(f"- ({len(ev.au_events) - n_events} weaker events left out)")
         else:
             lines.append("Facial Action Unit events: none above the resting face.")
+        x = ev.expression
+        rows = [r for r in x.probs if r is not None] if x is not None else []
+        if rows:
+            mean = {label: sum(r[i] for r in rows) / len(rows) for i, label in enumerate(x.labels)}
+            top = sorted(mean, key=lambda k: -mean[k])[:3]
+            lines.append(f"Expression classifier ({x.model}, {len(rows)} frames): "
+                         + ", ".join(f"{k} {mean[k]:.2f}" for k in top) + ".")  # fmt: skip
         poses = [p for p in ev.face.poses if p is not None]
         if poses:
             yaw, pitch = [p.yaw for p in poses], [p.pitch for p in poses]

@@ -92,3 +92,10 @@ def test_evidence_text_shrinks_to_fit():
     assert "AU23" in small  # the strongest events stay
     assert find_times(small)
     assert len(evidence_to_text(ev, max_chars=50)) <= 50
+
+
+def test_evidence_text_includes_the_expression_cue():
+    from tests.test_reasoning import _with_expression
+
+    text = evidence_to_text(_with_expression(make_evidence(HAPPY), "happiness"))
+    assert "Expression classifier (test-classifier, 30 frames): happiness 0.80" in text

@@ -273,3 +273,28 @@ def test_doctests_of_the_reasoning_modules():
     for mod in (emoreason.reasoning.faithfulness, emoreason.knowledge.lexicon, emoreason.evidence_text):
         r = doctest.testmod(mod)
         assert r.attempted > 0 and r.failed == 0, mod.__name__
+
+
+def _with_expression(ev, label: str, p: float = 0.8):
+    from emoreason.evidence import ExpressionCue
+
+    labels = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+    row = [(1 - p) / 6] * 7
+    row[labels.index(label)] = p
+    ev.expression = ExpressionCue(model="test-classifier", labels=labels, times=ev.face.times,
+                                  probs=[row] * len(ev.face.times))  # fmt: skip
+    return ev
+
+
+def test_expression_classifier_is_a_fourth_modality():
+    agree = analyze(_with_expression(make_evidence(HAPPY), "happiness"))
+    assert (
+        set(agree.modality_weights) == {"face", "expression"} and agree.modality_emotions["expression"] == "happiness"
+    )
+    assert any("agree on happiness" in s for s in agree.agreement)
+    assert "Expression classifier (test-classifier)" in agree.think
+    differ_ev = _with_expression(make_evidence(HAPPY), "sadness")
+    differ = analyze(differ_ev)
+    assert any("happiness against sadness" in s for s in differ.agreement)
+    assert differ.probabilities["happiness"] < agree.probabilities["happiness"]
+    _check_cot(differ, differ_ev)

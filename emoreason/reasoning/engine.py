@@ -111,6 +111,13 @@ def _series(ev: Evidence, start: float, end: float, percentile: float | None = N
     return out or None
 
 
+def _expression_rows(ev: Evidence, start: float, end: float) -> list[list[float]]:
+    x = ev.expression
+    if x is None:
+        return []
+    return [r for t, r in zip(x.times, x.probs, strict=False) if r is not None and start <= t < end]
+
+
 def _words_in(ev: Evidence, start: float, end: float) -> str:
     if ev.transcript is None:
         return ""
@@ -142,6 +149,11 @@ def _modal_weights(ev: Evidence, lex: LexiconScore, arousal: float | None) -> di
     face_cov = ev.face.coverage if ev.face is not None and ev.aus is not None else 0.0
     if face_cov > 0:
         w["face"] = fusion.BASE_WEIGHTS["face"] * face_cov
+    x = ev.expression
+    if x is not None and x.times:
+        seen = sum(1 for r in x.probs if r is not None) / len(x.times)
+        if seen > 0:
+            w["expression"] = fusion.BASE_WEIGHTS["expression"] * seen
     if arousal is not None:
         w["voice"] = fusion.BASE_WEIGHTS["voice"]
     if ev.transcript is not None and ev.transcript.text.strip():
@@ -158,6 +170,9 @@ def _distributions(ev: Evidence, start: float, end: float, arousal: float | None
     face = _series(ev, start, end, CLIP_PERCENTILE if clip else None)
     if face is not None:
         dists["face"] = fusion.face_distribution(face)
+    rows = _expression_rows(ev, start, end)
+    if rows:
+        dists["expression"] = fusion.expression_distribution(ev.expression.labels, rows)
     if arousal is not None:
         dists["voice"] = fusion.voice_distribution(arousal)
     text = ev.transcript.text if clip and ev.transcript is not None else _words_in(ev, start, end)
@@ -295,7 +310,7 @@ def _agreement(dists: dict[str, dict[str, float]], weights: dict[str, float], ar
     out: list[str] = []
     tops = {m: _top(d) for m, d in dists.items()}
     val = {m: sum(d[e] * VAD[e][0] for e in ALL_EMOTIONS) for m, d in dists.items() if m != "voice"}
-    names = {"face": "the face", "words": "the words", "voice": "the voice"}
+    names = {"face": "the face", "words": "the words", "voice": "the voice", "expression": "the expression classifier"}
     if "face" in tops and "words" in tops:
         f, w = tops["face"], tops["words"]
         if f == w:
@@ -304,6 +319,10 @@ def _agreement(dists: dict[str, dict[str, float]], weights: dict[str, float], ar
             out.append(f"The face and the words disagree: the face reads as {f} while the words read as {w}.")
         else:
             out.append(f"The face reads as {f} and the words as {w}.")
+    if "face" in tops and "expression" in tops:
+        same = tops["face"] == tops["expression"]
+        out.append(f"The AU prototypes and the expression classifier {'agree on' if same else 'differ:'} "
+                   + (tops["face"] if same else f"{tops['face']} against {tops['expression']}") + ".")  # fmt: skip
     if arousal is not None and "face" in dists:
         face_a = sum(dists["face"][e] * VAD[e][1] for e in ALL_EMOTIONS)
         tone = _tone(arousal)
@@ -362,6 +381,12 @@ def _observations(ev: Evidence, lex: LexiconScore, arousal: float | None, micro:
         for m in micro:
             lines.append(f"{m.au} flashes for under half a second ({_fmt(m.onset)}–{_fmt(m.offset)} s), a possible "
                          "micro-expression.")  # fmt: skip
+        rows = _expression_rows(ev, 0.0, ev.media.duration_s + 1e-6)
+        if rows and ev.expression is not None:
+            d = fusion.expression_distribution(ev.expression.labels, rows)
+            top2 = sorted(d, key=lambda e: -d[e])[:2]
+            lines.append(f"Expression classifier ({ev.expression.model}) over {len(rows)} face frames: "
+                         + ", ".join(f"{e} {d[e]:.2f}" for e in top2) + ".")  # fmt: skip
         poses = [p for p in ev.face.poses if p is not None]
         if poses:
             yaw = [p.yaw for p in poses]

@@ -9,6 +9,8 @@ Everything is a small, stated formula so the report can say why a number is what
 - Voice: an arousal estimate in [-1, 1] from speaking rate, pitch variability and pitch range against conversational
   norms (Scherer 2003, "Vocal communication of emotion": high arousal raises f0 variability, range and rate), turned into
   a broad distribution over emotions by closeness of each emotion's arousal (taxonomy.VAD) to it.
+- Expression (when perception ran a visual classifier, ``Evidence.expression``): its per-frame probabilities averaged
+  over the window, smoothed by ``EXPRESSION_EPS`` so labels it lacks (contempt) are not ruled out.
 - Words: lexicon votes (:mod:`emoreason.knowledge.lexicon`) with add-``WORD_PRIOR`` smoothing.
 - Fusion: a linear opinion pool with weights ``BASE_WEIGHTS`` scaled by each modality's reliability (face coverage,
   speech present, number of emotion words), renormalised over the modalities present.
@@ -31,7 +33,8 @@ NEUTRAL_SCALE = 0.5
 TEMPERATURE = 0.2
 VOICE_SIGMA = 0.5  # spread of the arousal likelihood
 WORD_PRIOR = 0.3  # add-k smoothing of lexicon votes
-BASE_WEIGHTS = {"face": 0.6, "voice": 0.15, "words": 0.25}
+BASE_WEIGHTS = {"face": 0.6, "expression": 0.25, "voice": 0.15, "words": 0.25}
+EXPRESSION_EPS = 0.02
 # Conversational norms for the arousal estimate (adult read/conversational speech: ~4 syllables/s, f0 SD about 12% of
 # the mean, ~6 semitones of range).
 NORM_RATE_SPS, NORM_F0_CV, NORM_RANGE_ST = 4.0, 0.12, 6.0
@@ -96,6 +99,17 @@ def voice_distribution(arousal: float) -> dict[str, float]:
     like = {e: math.exp(-((VAD[e][1] - arousal) ** 2) / (2 * VOICE_SIGMA**2)) for e in ALL_EMOTIONS}
     z = sum(like.values())
     return {e: v / z for e, v in like.items()}
+
+
+def expression_distribution(labels: list[str], rows: list[list[float]]) -> dict[str, float]:
+    """Mean of a classifier's per-frame probabilities, over ALL_EMOTIONS (labels are taxonomy names)."""
+    mean = {e: EXPRESSION_EPS for e in ALL_EMOTIONS}
+    for row in rows:
+        for label, q in zip(labels, row, strict=True):
+            if label in mean:
+                mean[label] += q / len(rows)
+    z = sum(mean.values())
+    return {e: v / z for e, v in mean.items()}
 
 
 def words_distribution(score: LexiconScore) -> dict[str, float]:
