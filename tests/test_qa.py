@@ -149,3 +149,20 @@ def test_ask_command_one_question(tmp_path, happy):
     bad = subprocess.run([sys.executable, "-m", "emoreason", "ask", str(path), "hi", "--backend", "magic"],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "unknown backend" in bad.stderr
+
+
+def test_a_named_emotion_that_is_absent(happy, voice_only):
+    a = ask(happy, "Does she look scared?")
+    assert a.intent == "emotion" and a.answer.startswith("The clip shows no clear fear")
+    w = ask(voice_only, "When is she happiest?")
+    assert w.intent == "when" and "no clear happiness" in w.answer and "anger" in w.answer
+    assert "AU12" in ask(happy, "When is she happiest?").answer
+
+
+def test_qa_doctests():
+    import doctest
+
+    import emoreason.reasoning.qa
+
+    r = doctest.testmod(emoreason.reasoning.qa)
+    assert r.attempted > 0 and r.failed == 0

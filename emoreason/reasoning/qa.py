@@ -17,7 +17,7 @@ from emoreason.evidence import Evidence
 from emoreason.evidence_text import evidence_to_text
 from emoreason.knowledge.facs import AUS
 from emoreason.knowledge.prototypes import PROTOTYPES
-from emoreason.knowledge.taxonomy import UNCERTAIN
+from emoreason.knowledge.taxonomy import ALL_EMOTIONS, UNCERTAIN, WHEEL
 from emoreason.parsing import find_times
 from emoreason.prompts import render_prompt
 from emoreason.reasoning.backends import ChatBackend, Message
@@ -37,8 +37,9 @@ class QAAnswer(BaseModel):
 
 
 class _Ctx:
-    def __init__(self, ev: Evidence, a: Analysis, time: float | None) -> None:
+    def __init__(self, ev: Evidence, a: Analysis, time: float | None, question: str = "") -> None:
         self.ev, self.a, self.time = ev, a, time
+        self.named = named_emotion(question)
 
     @property
     def has_face(self) -> bool:
@@ -54,6 +55,35 @@ class _Ctx:
 
 
 Reply = tuple[str, bool]
+_WORD_RE = re.compile(r"[a-z]+")
+
+
+def named_emotion(question: str) -> str | None:
+    """The emotion a question names ("is she angry?", "when is she happiest?"), through the taxonomy's wheel.
+
+    >>> named_emotion("When is she happiest?"), named_emotion("Is he furious?"), named_emotion("What happens?")
+    ('happiness', 'anger', None)
+    """
+    for word in _WORD_RE.findall(question.lower()):
+        for form in (word, word[:-4] + "y" if word.endswith("iest") else word, word.removesuffix("est")):
+            if form in WHEEL and WHEEL[form] != "neutral":
+                return WHEEL[form]
+            if form in ALL_EMOTIONS and form != "neutral":
+                return form
+    return None
+
+
+def _named_other(c: _Ctx) -> Reply | None:
+    """When the question names an emotion other than the clip's, answer about that emotion."""
+    e = c.named
+    if e is None or e == c.a.emotion:
+        return None
+    segs = [s for s in c.a.segments if s.dominant == e]
+    if segs:
+        spans = ", ".join(f"{s.start:.2f}–{s.end:.2f} s" for s in segs)
+        return f"{e.capitalize()} dominates only in {spans}; over the whole clip it reads as {c.a.emotion}.", True
+    return (f"The clip shows no clear {e} (probability {_p(c, e):.2f}); it reads as {c.a.emotion} "
+            f"({_p(c, c.a.emotion):.2f}).", True)  # fmt: skip
 
 
 def _cant(why: str) -> Reply:
@@ -80,6 +110,9 @@ def _segment_at(c: _Ctx):
 def _emotion(c: _Ctx) -> Reply:
     if not c.a.modality_weights:
         return _cant("there is no face, speech or transcript to read")
+    other = _named_other(c)
+    if other is not None and c.time is None:
+        return other
     seg = _segment_at(c)
     if seg is not None:
         p = seg.probabilities[seg.dominant]
@@ -103,6 +136,11 @@ def _emotion_events(c: _Ctx):
 
 def _when(c: _Ctx) -> Reply:
     a = c.a
+    if not a.modality_weights:
+        return _cant("there is no face, speech or transcript to read")
+    other = _named_other(c)
+    if other is not None:
+        return other
     if a.emotion in ("neutral", UNCERTAIN):
         return (f"No particular emotion stands out ({a.emotion}), so there is no moment to point to.", True)
     events = _emotion_events(c) if c.has_face else []
@@ -295,7 +333,7 @@ def answer_from_evidence(evidence: Evidence, question: str, analysis: Analysis |
     """The default backend: intent matching, every statement taken from the evidence or the engine's analysis."""
     a = analysis if analysis is not None else analyze(evidence)
     times = find_times(question)
-    ctx = _Ctx(evidence, a, times[0] if times else None)
+    ctx = _Ctx(evidence, a, times[0] if times else None, question)
     for name, pat, handler in _COMPILED:
         if pat.search(question):
             text, grounded = handler(ctx)
