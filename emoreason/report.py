@@ -97,6 +97,14 @@ def build_report(evidence: Evidence, analysis: Analysis | None = None) -> Report
     )
 
 
+def headline(a: Analysis) -> str:
+    """``happiness (0.92)``, or ``uncertain (best: anger 0.30)`` for the open-set answer."""
+    if a.emotion in a.probabilities:
+        return f"{a.emotion} ({a.probabilities[a.emotion]:.2f})"
+    best = max(a.probabilities, key=lambda e: a.probabilities[e])
+    return f"{a.emotion} (best: {best} {a.probabilities[best]:.2f})"
+
+
 # --- Markdown ---------------------------------------------------------------------------------------------------------
 
 
@@ -109,7 +117,7 @@ def _prob_table(p: dict[str, float]) -> list[str]:
 def render_markdown(report: Report) -> str:
     a = report.analysis
     md = [f"# Emotion report: {Path(report.clip).name}", "",
-          f"**Emotion: {a.emotion}**" + (f" · compound: {a.compound} ({a.compound_score:.2f})" if a.compound else ""),
+          f"**Emotion: {headline(a)}**" + (f" · compound: {a.compound} ({a.compound_score:.2f})" if a.compound else ""),
           "", f"Clip {report.duration_s:.2f} s · {report.created_at} · reasoner {report.reasoner}", ""]  # fmt: skip
     if not report.evidence.face_found:
         md += ["> No face was found in the clip: the report rests on the voice and the words.", ""]
@@ -275,7 +283,7 @@ def render_html(report: Report, evidence: Evidence) -> str:
     esc = html.escape
     h = [f"<!doctype html><html><head><meta charset='utf-8'><title>EmoReason: {esc(Path(report.clip).name)}</title>",
          f"<style>{_CSS}</style></head><body>{HTML_MARKER}", f"<h1>Emotion report: {esc(Path(report.clip).name)}</h1>",
-         f"<p class='big'>{esc(a.emotion)} · {a.probabilities.get(a.emotion, 0):.2f}"
+         f"<p class='big'>{esc(headline(a))}"
          + (f" · {esc(a.compound)}" if a.compound else "") + "</p>",
          f"<p>{report.duration_s:.2f} s clip · {esc(report.created_at)} · {esc(report.reasoner)}</p>"]  # fmt: skip
     if not report.evidence.face_found:

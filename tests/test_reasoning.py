@@ -298,3 +298,10 @@ def test_expression_classifier_is_a_fourth_modality():
     assert any("happiness against sadness" in s for s in differ.agreement)
     assert differ.probabilities["happiness"] < agree.probabilities["happiness"]
     _check_cot(differ, differ_ev)
+
+
+def test_a_clear_lead_is_not_uncertain_even_when_low():
+    ev = make_evidence(face=False, words="I hate it and it is unacceptable", arousal="even")
+    a = analyze(ev)
+    ranked = sorted(a.probabilities.values(), reverse=True)
+    assert a.emotion == "anger" and ranked[0] >= 1.5 * ranked[1]

@@ -103,3 +103,13 @@ def test_batch_skips_bad_files_and_resumes(tmp_path):
     r = _cli("report", src, "-o", out, "--format", "json")
     assert "1 written, 1 already done, 1 failed" in r.stdout
     assert (out / "one.json").stat().st_mtime_ns == mtime and is_valid_report(out / "two.json")
+
+
+def test_uncertain_headline_names_the_best_candidate():
+    from emoreason.report import headline
+
+    ev = make_evidence([("AU17", 0.5, 1.0, 2.5, 4.5), ("AU43", 0.5, 1.0, 2.5, 4.5), ("AU14", 0.4, 1.0, 2.5, 2.0)])
+    r = build_report(ev)
+    assert r.analysis.emotion == "uncertain"
+    assert headline(r.analysis).startswith("uncertain (best: ")
+    assert "**Emotion: uncertain (best: " in render_markdown(r)

@@ -83,7 +83,7 @@ def _clips(folder: Path) -> list[Path]:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from emoreason.report import REPORT_FORMATS, build_report, write_report
+    from emoreason.report import REPORT_FORMATS, build_report, headline, write_report
 
     quiet = getattr(args, "quiet", False)
     if not args.clip.exists():
@@ -96,8 +96,7 @@ def run_report(args: argparse.Namespace) -> int:
     report = build_report(ev)
     write_report(report, ev, args.output)
     a = report.analysis
-    print(f"{args.output}: {a.emotion} ({a.probabilities.get(a.emotion, 0):.2f})"
-          + (f", {a.compound}" if a.compound else ""))  # fmt: skip
+    print(f"{args.output}: {headline(a)}" + (f", {a.compound}" if a.compound else ""))
     return 0
 
 

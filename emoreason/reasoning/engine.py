@@ -25,7 +25,10 @@ from emoreason.reasoning import fusion
 
 SEGMENT_S = 1.0  # length of the analysis windows
 CLIP_PERCENTILE = 80  # whole-clip AU intensity: this percentile of the frames (the expressive part of the clip)
-UNCERTAIN_BELOW = 0.35  # open set: if the best fused probability is below this, the answer is "uncertain"
+# Open set: the answer is "uncertain" when the best fused probability is under UNCERTAIN_BELOW and under UNCERTAIN_RATIO
+# times the second best (no emotion stands out), or when no modality could be read at all.
+UNCERTAIN_BELOW = 0.35
+UNCERTAIN_RATIO = 1.5
 # Compound rule: score = sqrt(p_a * p_b) for the two most probable non-neutral emotions when taxonomy.compound_for(a, b)
 # exists; the compound is named when the score reaches this threshold (e.g. 0.5 and 0.125, or 0.25 and 0.25).
 COMPOUND_THRESHOLD = 0.25
@@ -437,8 +440,9 @@ def analyze(evidence: Evidence) -> Analysis:
     dists = {m: d for m, d in _distributions(ev, 0.0, dur + 1e-6, arousal, clip=True).items() if m in weights}
     p_raw = fusion.fuse(dists, weights)
     probs = {e: round(v, 4) for e, v in p_raw.items()}
-    best = _top(p_raw)
-    emotion = best if p_raw[best] >= UNCERTAIN_BELOW and weights else UNCERTAIN
+    best, second = sorted(p_raw, key=lambda e: -p_raw[e])[:2]
+    stands_out = p_raw[best] >= UNCERTAIN_BELOW or p_raw[best] >= UNCERTAIN_RATIO * p_raw[second]
+    emotion = best if stands_out and weights else UNCERTAIN
     compound, compound_score = _compound(p_raw)
     v, a, d = _vad(p_raw, arousal, weights.get("voice", 0.0))
     segments = _segments(ev, weights, arousal)
@@ -478,8 +482,8 @@ def analyze(evidence: Evidence) -> Analysis:
     top3 = sorted(p_raw, key=lambda e: -p_raw[e])[:3]
     concl = []
     if emotion == UNCERTAIN:
-        concl.append(f"Uncertain: no emotion is likely enough (best {best} at {p_raw[best]:.2f}, under "
-                     f"{UNCERTAIN_BELOW:.2f}).")  # fmt: skip
+        concl.append(f"Uncertain: no emotion stands out (best {best} at {p_raw[best]:.2f}, next {second} at "
+                     f"{p_raw[second]:.2f}).")  # fmt: skip
     else:
         concl.append(f"{emotion.capitalize()} (probability {p_raw[emotion]:.2f}; then "
                      + ", ".join(f"{e} {p_raw[e]:.2f}" for e in top3[1:]) + ").")  # fmt: skip
