@@ -305,3 +305,15 @@ def test_a_clear_lead_is_not_uncertain_even_when_low():
     a = analyze(ev)
     ranked = sorted(a.probabilities.values(), reverse=True)
     assert a.emotion == "anger" and ranked[0] >= 1.5 * ranked[1]
+
+
+def test_rapid_alternation_is_ambivalence():
+    smile = [("AU6", 0.1, 0.5, 0.9, 3.5), ("AU12", 0.1, 0.5, 0.9, 4.0)]
+    frown = [("AU1", 1.1, 1.5, 1.9, 4.0), ("AU4", 1.1, 1.5, 1.9, 4.0), ("AU15", 1.1, 1.5, 1.9, 4.0)]
+    shift = [(au, on + 2, ap + 2, off + 2, pk) for au, on, ap, off, pk in smile + frown]
+    ev = make_evidence(smile + frown + shift, duration=4.0)
+    a = analyze(ev)
+    assert [s.dominant for s in a.segments] == ["happiness", "sadness", "happiness", "sadness"]
+    assert a.ambivalence.flag and any("switches 3 times" in r for r in a.ambivalence.reasons)
+    assert "happiness, then sadness, then happiness, then sadness" in a.think
+    _check_cot(a, ev)

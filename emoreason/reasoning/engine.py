@@ -24,7 +24,7 @@ from emoreason.parsing import format_answer
 from emoreason.reasoning import fusion
 
 SEGMENT_S = 1.0  # length of the analysis windows
-CLIP_PERCENTILE = 80  # whole-clip AU intensity: this percentile of the frames (the expressive part of the clip)
+CLIP_PERCENTILE = 80  # AU intensity of a clip or segment: this percentile of its frames (the expressive part)
 # Open set: the answer is "uncertain" when the best fused probability is under UNCERTAIN_BELOW and under UNCERTAIN_RATIO
 # times the second best (no emotion stands out), or when no modality could be read at all.
 UNCERTAIN_BELOW = 0.35
@@ -170,7 +170,7 @@ def _modal_weights(ev: Evidence, lex: LexiconScore, arousal: float | None) -> di
 
 def _distributions(ev: Evidence, start: float, end: float, arousal: float | None, clip: bool) -> dict[str, dict]:
     dists: dict[str, dict[str, float]] = {}
-    face = _series(ev, start, end, CLIP_PERCENTILE if clip else None)
+    face = _series(ev, start, end, CLIP_PERCENTILE)
     if face is not None:
         dists["face"] = fusion.face_distribution(face)
     rows = _expression_rows(ev, start, end)
