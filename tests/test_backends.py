@@ -26,7 +26,24 @@ def tiny_chat_model(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    words = ["happy", "sad", "smile", "face", "voice", "AU6", "AU12", "the", "is", "a", "I", "can't", "tell", "from", "this", "clip"]
+    words = [
+        "happy",
+        "sad",
+        "smile",
+        "face",
+        "voice",
+        "AU6",
+        "AU12",
+        "the",
+        "is",
+        "a",
+        "I",
+        "can't",
+        "tell",
+        "from",
+        "this",
+        "clip",
+    ]
     special = ["<unk>", "<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
     vocab = {t: i for i, t in enumerate(special + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -130,3 +147,69 @@ def test_make_backend_specs():
             make_backend(bad)
     with pytest.raises(ConfigError, match="http"):
         make_backend("openai:localhost:8000")
+
+
+class _FakeChatServer:
+    """An OpenAI-compatible endpoint on 127.0.0.1 that answers every chat with a fixed text and records requests."""
+
+    def __init__(self, reply: str = "The smile looks genuine: AU6 with AU12.") -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, **body})
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _ask_cli(*args, stdin: str | None = None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "emoreason", "-q", "ask", *map(str, args)], capture_output=True,
+                          text=True, input=stdin, timeout=300)  # fmt: skip
+
+
+def test_ask_command_with_an_openai_endpoint_chat_keeps_history(tmp_path):
+    path = make_evidence(HAPPY).save(tmp_path / "c.evidence.json")
+    with _FakeChatServer() as server:
+        r = _ask_cli(path, "--backend", f"openai:{server.url}", "--model", "m", stdin="Is the smile genuine?\nWhy?\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("The smile looks genuine") == 2
+    first, second = server.requests
+    assert first["path"] == "/v1/chat/completions" and first["model"] == "m"
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "user"]  # history kept
+    assert second["messages"][2]["content"].startswith("The smile looks genuine")
+
+
+def test_ask_command_with_a_local_transformers_model(tmp_path, tiny_chat_model):
+    path = make_evidence(HAPPY).save(tmp_path / "c.evidence.json")
+    r = _ask_cli(path, "Is the smile genuine?", "--backend", f"transformers:{tiny_chat_model}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()  # the random model's words
+    bad = _ask_cli(path, "hi", "--backend", f"transformers:{tmp_path}")
+    assert bad.returncode == 1 and "no config.json" in bad.stderr
