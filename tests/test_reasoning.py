@@ -317,3 +317,11 @@ def test_rapid_alternation_is_ambivalence():
     assert a.ambivalence.flag and any("switches 3 times" in r for r in a.ambivalence.reasons)
     assert "happiness, then sadness, then happiness, then sadness" in a.think
     _check_cot(a, ev)
+
+
+def test_nothing_readable_is_uncertain_not_a_crash():
+    ev = Evidence(media=MediaInfo(path="x.mp4", duration_s=0.0, has_video=True, has_audio=False))
+    a = analyze(ev)
+    assert a.emotion == UNCERTAIN and not a.modality_weights and a.segments == []
+    assert "Nothing in the clip can be read" in a.think
+    assert parse_output(a.answer_text()).format_ok
