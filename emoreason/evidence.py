@@ -6,7 +6,7 @@ each claim EmoReason makes can be traced to a number here. Times are seconds fro
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -153,7 +153,7 @@ class QualityFlag(BaseModel):
 
 class Evidence(BaseModel):
     schema_version: str = SCHEMA_VERSION
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     media: MediaInfo
     face: FaceTrack | None = None
     aus: AUSeries | None = None

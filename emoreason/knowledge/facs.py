@@ -40,7 +40,9 @@ _TABLE = [
     ActionUnit(23, "lip tightener", "orbicularis oris", "lips tighten and narrow"),
     ActionUnit(24, "lip pressor", "orbicularis oris", "lips press together"),
     ActionUnit(25, "lips part", "depressor labii inferioris or relaxation of mentalis", "lips part"),
-    ActionUnit(26, "jaw drop", "masseter relaxed; temporalis and internal pterygoid relaxed", "jaw drops, mouth opens"),
+    ActionUnit(
+        26, "jaw drop", "masseter relaxed; temporalis and internal pterygoid relaxed", "jaw drops, mouth opens"
+    ),
     ActionUnit(43, "eyes closed", "relaxation of levator palpebrae superioris", "eyes close"),
 ]
 
