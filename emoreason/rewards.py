@@ -196,7 +196,14 @@ def faithfulness_reward(completions: list, evidence: list | None = None, **kwarg
 
     Claims are the AUs named in ``<think>`` and the times it mentions; support is decided by
     :func:`emoreason.reasoning.faithfulness.check_faithfulness`. A reasoning that cites nothing scores 0 (nothing to
-    trust or distrust); no evidence for the sample gives ``None``.
+    trust or distrust); no evidence for the sample gives ``None``. Below, 2 of 5 claims (AU4, 2.8 s) are unsupported.
+
+    >>> from emoreason.evidence import AUEvent, Evidence, MediaInfo
+    >>> ev = Evidence(media=MediaInfo(path="a.mp4", duration_s=3, has_video=True, has_audio=False),
+    ...               au_events=[AUEvent(au="AU12", onset=0.5, apex=1.0, offset=2.0, peak=3.0, mean=2.5)])
+    >>> faithfulness_reward(['<think>AU12 from 0.5 s to 2.0 s; AU4 at 2.8 s</think><answer>happy</answer>'],
+    ...                     evidence=[ev])
+    [0.2]
     """
     from emoreason.reasoning.faithfulness import check_faithfulness
 
@@ -222,7 +229,12 @@ def faithfulness_reward(completions: list, evidence: list | None = None, **kwarg
 
 def caption_reward(completions: list, caption: list | None = None, **kwargs: Any) -> list[float | None]:
     """The LCS-based caption score (:func:`emoreason.metrics.caption_scores`) of the reasoning against the reference
-    caption; ``None`` where the sample has no caption."""
+    caption; ``None`` where the sample has no caption.
+
+    >>> caption_reward(["<think>She smiles, then frowns.</think><answer>happy</answer>"],
+    ...                caption=["She smiles and then frowns."])
+    [1.0]
+    """
     from emoreason.metrics import caption_scores
 
     refs = _column({"caption": caption}, "caption", len(completions))
