@@ -180,3 +180,12 @@ def test_caption_reward_with_the_real_metric():
     far = format_answer("Nothing.", "neutral")
     r_close, r_far = R.caption_reward([close, far], caption=[ref, ref])
     assert r_close > r_far
+
+
+@pytest.mark.parametrize("module", ["emoreason.rewards", "emoreason.training.synthesize"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
