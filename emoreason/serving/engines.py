@@ -1,0 +1,111 @@
+"""Reasoning engines behind one interface for the server: analyse a clip's evidence, answer a question about it.
+
+``engine`` (:class:`KnowledgeEngine`) needs no weights. ``transformers`` (:class:`TransformersEngine`) runs a local
+chat checkpoint fine-tuned on the training prompts (``prompts/train_*_v1.md``): it writes the analysis in the shared
+``<think>/<answer>`` format and answers questions from the evidence. ``vllm`` is not available in this build and
+raises a :class:`~emoreason.errors.ModelError` saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from emoreason.errors import ConfigError, ModelError
+from emoreason.evidence import Evidence
+from emoreason.reasoning.engine import Analysis, analyze
+from emoreason.reasoning.qa import QAAnswer, ask
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_QUESTION = (
+    "What emotion does the person in this clip express? Explain which facial actions, voice cues and words support it."
+)
+
+
+class Engine(Protocol):
+    name: str
+
+    def analyze(self, evidence: Evidence) -> Analysis:
+        """The explainable analysis of the clip (chain of thought, labels, AUs)."""
+
+    def ask(
+        self, evidence: Evidence, question: str, analysis: Analysis, history: list[dict] | None = None
+    ) -> QAAnswer:
+        """The answer to one question about the clip."""
+
+
+class KnowledgeEngine:
+    """The knowledge-based engine: AU prototypes, lexicon and prosody fused by rules; every statement from evidence."""
+
+    name = "engine"
+
+    def analyze(self, evidence: Evidence) -> Analysis:
+        return analyze(evidence)
+
+    def ask(
+        self, evidence: Evidence, question: str, analysis: Analysis, history: list[dict] | None = None
+    ) -> QAAnswer:
+        return ask(evidence, question, analysis=analysis)
+
+
+class TransformersEngine:
+    """A local transformers chat checkpoint (``save_pretrained`` folder, no ``trust_remote_code``), greedy decoding.
+
+    The analysis is the model's own ``<think>/<answer>`` text parsed by :mod:`emoreason.parsing`; the probabilities,
+    segments and evidence fields come from the knowledge engine, so the response keeps its evidence.
+    """
+
+    name = "transformers"
+
+    def __init__(self, path: str | Path, max_new_tokens: int = 384) -> None:
+        from emoreason.reasoning.backends import TransformersBackend
+
+        self.backend = TransformersBackend(path, max_new_tokens=max_new_tokens)
+
+    def messages(self, evidence: Evidence, question: str = ANALYSIS_QUESTION) -> list[dict[str, str]]:
+        from emoreason.evidence_text import evidence_to_text
+        from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
+        from emoreason.prompts import load_prompt
+
+        system = load_prompt("train_system_v1")
+        system = system.replace("{emotions}", ", ".join(ALL_EMOTIONS)).replace(
+            "{compounds}", ", ".join(COMPOUND_LABELS)
+        )
+        user = load_prompt("train_user_v1").format(evidence=evidence_to_text(evidence), question=question)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def analyze(self, evidence: Evidence) -> Analysis:
+        from emoreason.parsing import parse_output
+
+        base = analyze(evidence)
+        text = self.backend.chat(self.messages(evidence))
+        parsed = parse_output(text)
+        if parsed.think is None or parsed.emotion is None:
+            log.warning("model output not in the answer format (%s); keeping the raw text as the reasoning",
+                        "; ".join(parsed.errors) or "no emotion")  # fmt: skip
+        return base.model_copy(update={
+            "think": parsed.think if parsed.think is not None else text,
+            "emotion": parsed.emotion or "uncertain",
+            "compound": parsed.compound,
+            "aus": parsed.aus,
+        })  # fmt: skip
+
+    def ask(
+        self, evidence: Evidence, question: str, analysis: Analysis, history: list[dict] | None = None
+    ) -> QAAnswer:
+        return ask(evidence, question, backend=self.backend, history=history, analysis=analysis)
+
+
+def make_engine(kind: str, model: str | Path | None = None) -> Engine:
+    """The engine named ``kind`` (``engine``, ``transformers`` or ``vllm``); raises a clear error when it cannot run."""
+    if kind == "engine":
+        return KnowledgeEngine()
+    if kind == "transformers":
+        if model is None:
+            raise ConfigError("the transformers engine needs --model DIR (a local checkpoint folder)")
+        return TransformersEngine(model)
+    if kind == "vllm":
+        raise ModelError("the vllm engine is not available in this build; use --engine engine or transformers")
+    raise ConfigError(f"unknown engine {kind!r}; use engine, transformers or vllm")
