@@ -539,13 +539,18 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.post("/v1/reports")
     async def reports(request: Request) -> JSONResponse:
-        from starlette.formparsers import MultiPartException, MultiPartParser
+        from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            parser: Any = MultiPartParser(request.headers, _limited(request, upload_limit))
+        elif ctype.startswith("application/x-www-form-urlencoded"):
+            parser = FormParser(request.headers, _limited(request, BODY_SLACK))
+        else:
             raise HTTPError(400, "send the clip as multipart/form-data: a 'file' field or a 'path' field",
                             "invalid_form")  # fmt: skip
         try:
-            form = await MultiPartParser(request.headers, _limited(request, upload_limit)).parse()
+            form = await parser.parse()
         except MultiPartException as e:
             raise HTTPError(400, f"bad multipart body: {e.message}", "invalid_form") from None
         upload, path = form.get("file"), form.get("path")
