@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emoreason.evaluation.commands",
     "emoreason.training.commands",
     "emoreason.reasoning.commands",
+    "emoreason.serving.commands",
 )
 
 

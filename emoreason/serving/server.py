@@ -599,4 +599,4 @@ def serve(settings: Settings, engine: Engine | None = None) -> None:
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: the server is reachable from other machines%s", settings.host,
                     "" if settings.api_key else " and has no API key")  # fmt: skip
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)  # one JSON line each
