@@ -599,4 +599,5 @@ def serve(settings: Settings, engine: Engine | None = None) -> None:
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: the server is reachable from other machines%s", settings.host,
                     "" if settings.api_key else " and has no API key")  # fmt: skip
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)  # one JSON line each
+    level = "info" if logging.getLogger().getEffectiveLevel() <= logging.INFO else "warning"
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, access_log=False)  # one JSON line each
