@@ -464,6 +464,10 @@ def test_send_video_attaches_the_clip(tmp_path, astronaut_clip):
     assert video_part["video_url"]["url"].startswith("data:video/mp4;base64,AAAA")
     texts = [c for c in contents if isinstance(c, str)]  # samples with evidence only still go as text
     assert len(texts) == 2 and any(re.search(r"\bAU15\b", t) for t in texts)
+    with FakeChatServer() as server:
+        run_task(task, make_model(f"openai:{server.url}", clip_only=True), tmp_path, tmp_path / "out2", limit=1,
+                 progress=False)  # fmt: skip
+    assert [p["type"] for p in server.requests[0]["messages"][0]["content"]] == ["video_url"]  # the clip alone
 
 
 # --- the real engine and perception, once they exist ------------------------------------------------------------------
@@ -528,3 +532,36 @@ def test_doctests():
 
     result = doctest.testmod(models)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_against_the_project_server(tmp_path, astronaut_clip, two_faces_clip):
+    """`emoreason serve` on a real local socket, clips sent alone (its full analysis), two requests at a time."""
+    server_mod = pytest.importorskip("emoreason.serving.server")
+    import uvicorn
+
+    from emoreason.serving.settings import Settings
+
+    shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
+    for sid, clip in (("00001", astronaut_clip), ("00002", two_faces_clip)):
+        (tmp_path / f"dfew/Clip/original/{sid}.evidence.json").unlink()
+        shutil.copy(clip, tmp_path / f"dfew/Clip/original/{sid}.mp4")
+    app = server_mod.create_app(Settings(asr=False, max_concurrency=2))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        model = make_model(f"openai:http://127.0.0.1:{port}/v1", clip_only=True)
+        (task,) = resolve_tasks(["dfew"])
+        r = run_task(task, model, tmp_path, tmp_path / "out", limit=2, concurrency=2, progress=False)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert r["n_errors"] == 0
+    rows = {row["id"]: row for row in iter_jsonl(tmp_path / "out/dfew/predictions.jsonl")}
+    assert rows["1"]["output"].startswith("<think>") and rows["1"]["pred"] == "happiness"  # the smiling astronaut
+    assert r["metrics"]["war"] == pytest.approx(0.5)  # clip 2 is the astronaut too, labelled sad in the fixture

@@ -31,6 +31,7 @@ def evaluate(
     endpoint_model: str = "emoreason",
     api_key: str | None = None,
     send_video: bool = False,
+    clip_only: bool = False,
     tasks_dir: Path = TASKS_DIR,
     progress: bool = True,
 ) -> str:
@@ -40,7 +41,9 @@ def evaluate(
     if concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
     selected = resolve_tasks(tasks, tasks_dir)
-    adapter = make_model(model, endpoint_model=endpoint_model, api_key=api_key, send_video=send_video)
+    adapter = make_model(
+        model, endpoint_model=endpoint_model, api_key=api_key, send_video=send_video, clip_only=clip_only
+    )
     results = [
         run_task(t, adapter, data_root, out, limit=limit, concurrency=concurrency, progress=progress) for t in selected
     ]
@@ -57,7 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     text = evaluate(
         tasks, args.model, args.data_root, args.out, limit=args.limit, concurrency=args.concurrency,
-        endpoint_model=args.endpoint_model, api_key=api_key, send_video=args.send_video, progress=not args.quiet,
+        endpoint_model=args.endpoint_model, api_key=api_key, send_video=args.send_video,
+        clip_only=args.clip_only, progress=not args.quiet,
     )  # fmt: skip
     print(text, end="")
     results = json.loads((Path(args.out) / "summary.json").read_text(encoding="utf-8"))
@@ -87,6 +91,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--send-video",
         action="store_true",
         help="attach clips to openai: requests (for endpoints that take video) instead of evidence text",
+    )
+    p.add_argument(
+        "--clip-only",
+        action="store_true",
+        help="send openai: endpoints the clip alone, no prompt (for `emoreason serve`: full analysis)",
     )
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the endpoint key")
     p.set_defaults(func=_run)

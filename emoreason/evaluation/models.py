@@ -7,7 +7,8 @@
 - ``checkpoint:PATH`` — an EmoReason checkpoint through transformers (``emoreason.models.emoreason``).
 - ``openai:URL`` — any OpenAI-compatible chat endpoint (vLLM, the project's server, hosted APIs); ``URL`` is the base
   ending in ``/v1``. By default the prompt carries a text rendering of the evidence (any text model can answer);
-  ``--send-video`` attaches the clip itself for endpoints that take video (the project's server, vLLM).
+  ``--send-video`` attaches the clip itself for endpoints that take video (vLLM), ``--clip-only`` sends the clip
+  alone (``emoreason serve``: its full analysis comes back in the shared answer format).
 
 Those modules are imported lazily, so evaluation code loads without them; a missing one raises
 :class:`~emoreason.errors.ModelError` with the reason.
@@ -144,9 +145,12 @@ class OpenAIModel:
     max_concurrency = 64
 
     def __init__(self, base_url: str, model: str = "emoreason", api_key: str | None = None, timeout_s: float = 120.0,
-                 retries: int = 2, client: Any = None, send_video: bool = False) -> None:  # fmt: skip
+                 retries: int = 2, client: Any = None, send_video: bool = False,
+                 clip_only: bool = False) -> None:  # fmt: skip
         """``send_video``: attach the clip itself (a base64 ``video_url`` content part, as the project's server and
-        vLLM accept) to samples that have one, and tell the prompt so, instead of sending the evidence as text."""
+        vLLM accept) to samples that have one, and tell the prompt so, instead of sending the evidence as text.
+        ``clip_only``: send the clip with no prompt text at all (``emoreason serve`` then runs its full analysis and
+        answers in the shared format; a text question would get a free-text answer)."""
         import httpx
 
         if not base_url.startswith(("http://", "https://")):
@@ -155,7 +159,8 @@ class OpenAIModel:
         self.name = f"openai:{self.base_url}#{model}"
         self.model = model
         self.retries = retries
-        self.send_video = send_video
+        self.send_video = send_video or clip_only
+        self.clip_only = clip_only
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
 
@@ -168,10 +173,10 @@ class OpenAIModel:
             data = base64.b64encode(video.read_bytes()).decode("ascii")
         except OSError as e:
             raise MediaError(f"cannot read the clip: {e}", video) from e
-        return [
-            {"type": "text", "text": request.prompt("(The clip is attached: analyse it directly.)")},
-            {"type": "video_url", "video_url": {"url": f"data:{mime};base64,{data}"}},
-        ]
+        part = {"type": "video_url", "video_url": {"url": f"data:{mime};base64,{data}"}}
+        if self.clip_only:
+            return [part]
+        return [{"type": "text", "text": request.prompt("(The clip is attached: analyse it directly.)")}, part]
 
     def _payload(self, content: str | list[dict[str, Any]], gen: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": content}]}
@@ -237,7 +242,12 @@ class CheckpointModel:
 
 
 def make_model(
-    spec: str, *, endpoint_model: str = "emoreason", api_key: str | None = None, send_video: bool = False
+    spec: str,
+    *,
+    endpoint_model: str = "emoreason",
+    api_key: str | None = None,
+    send_video: bool = False,
+    clip_only: bool = False,
 ) -> Model:
     """Build the adapter named by ``spec``: ``engine``, ``checkpoint:PATH`` or ``openai:URL``."""
     kind, _, rest = spec.partition(":")
@@ -246,5 +256,5 @@ def make_model(
     if kind == "checkpoint" and rest:
         return CheckpointModel(rest)
     if kind == "openai" and rest:
-        return OpenAIModel(rest, model=endpoint_model, api_key=api_key, send_video=send_video)
+        return OpenAIModel(rest, model=endpoint_model, api_key=api_key, send_video=send_video, clip_only=clip_only)
     raise ConfigError(f"unknown model {spec!r}; use engine, checkpoint:PATH or openai:URL")
