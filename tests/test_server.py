@@ -391,3 +391,17 @@ def test_serve_command_parses_its_options(tmp_path):
     s = commands.settings_from_args(args)
     assert (s.host, s.port, s.api_key, s.asr, s.media_root) == ("127.0.0.1", 9001, "k", False, tmp_path.resolve())
     assert build_parser() is not None
+
+
+def test_waiting_past_the_deadline_gets_504(clip):
+    engine = BlockingEngine()
+    with client(engine=engine, timeout_s=0.5, max_concurrency=1, queue_size=1) as c:
+        first: dict = {}
+        t = threading.Thread(target=lambda: first.update(r=c.post("/v1/chat/completions", json=chat(data_url(clip)))))
+        t.start()
+        assert engine.entered.wait(30)
+        r = c.post("/v1/chat/completions", json=chat(data_url(clip)))  # waits for the held slot, then gives up
+        assert r.status_code == 504 and "free slot" in error_of(r)["message"]
+        t.join(30)
+        assert first["r"].status_code == 504
+        engine.release.set()

@@ -89,3 +89,22 @@ def test_upload_report_ask_answer(driver, base_url, astronaut_speech_clip, tmp_p
     shot = Path(os.environ.get("EMOREASON_SCREENSHOT", tmp_path / "web.png"))
     driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_choose_a_clip_from_the_media_root(driver, base_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(driver, 120)
+    driver.get(base_url + "/")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#clip-select option")) == 2)
+    Select(driver.find_element(By.ID, "clip-select")).select_by_value("astronaut_speech.mp4")
+    wait.until(lambda d: d.execute_script("return document.getElementById('player').src.startsWith('blob:')"))
+    wait.until(ec.element_to_be_clickable((By.ID, "analyze"))).click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Report ready"))
+    assert driver.find_element(By.ID, "emotion").text == "happiness"
+    driver.find_element(By.ID, "chat-input").send_keys("What did the person say?")
+    driver.find_element(By.ID, "chat-send").click()
+    answer = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#chat-log .msg.answer")))
+    assert "happy" in answer.text.lower()
