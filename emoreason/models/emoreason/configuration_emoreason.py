@@ -1,0 +1,146 @@
+"""EmoReason model configuration: a text model sub-config plus face, audio and compressor settings.
+
+``text_config`` is any decoder config that ``AutoModelForCausalLM`` builds (Qwen2 by default, llama for SmolLM2).
+``face_config``, ``audio_config`` and ``compressor_config`` are plain dicts merged over the defaults below, so they
+round-trip through ``config.json`` unchanged; the modeling code reads them as attributes through :func:`as_ns`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+from types import SimpleNamespace
+from typing import Any
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from emoreason.knowledge.facs import PERCEIVED_AUS
+
+# A 72-point subset of the 468-point face mesh (jaw line, brows, nose, eyes, outer and inner lips), dlib-68 style.
+LANDMARK_SUBSET: tuple[int, ...] = (
+    127, 234, 93, 132, 58, 172, 136, 150, 176, 148, 152, 377, 400, 379, 365, 397, 288, 361, 323, 454, 356,
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300, 168, 197, 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181, 78, 82, 13, 312, 308, 317, 14, 87,
+)  # fmt: skip
+
+FACE_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 128,  # width d of the face tokens
+    "num_layers": 2,  # TransformerEncoder layers over time
+    "num_heads": 4,
+    "num_aus": len(PERCEIVED_AUS),  # AU intensities / 5
+    "use_landmarks": True,  # LANDMARK_SUBSET x,y, pose-normalised
+    "num_landmarks": len(LANDMARK_SUBSET),
+    "use_crops": False,  # grey face crops through a tiny conv stem
+    "crop_size": 32,
+    "fps": 5.0,  # the processor resamples AU series to this rate
+    "max_frames": 300,  # longer clips are resampled uniformly to this many frames (60 s at 5 fps)
+    "temporal_kernel": 3,
+}
+AUDIO_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "sampling_rate": 16000,
+    "n_fft": 400,
+    "hop_length": 160,
+    "n_mels": 80,
+    "use_prosody": True,  # f0 (log, normalised), energy, voiced appended per mel frame from Evidence.prosody
+    "num_prosody": 3,
+    "max_frames": 6000,  # mel frames (60 s at 100 frames/s); longer audio is average-pooled to this many
+    "whisper_path": None,  # local dir of a Whisper checkpoint: its encoder replaces the small transformer
+    "whisper_config": None,  # filled from whisper_path so the architecture is rebuilt without the path
+}
+COMPRESSOR_DEFAULTS: dict[str, Any] = {
+    "num_heads": 4,
+    "ffn_mult": 2,
+}
+
+
+def as_ns(d: dict[str, Any]) -> SimpleNamespace:
+    """Read a sub-config dict as attributes."""
+    return SimpleNamespace(**d)
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {unknown}; allowed: {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+class EmoReasonConfig(PreTrainedConfig):
+    r"""Configuration of :class:`EmoReasonForConditionalGeneration`.
+
+    Token budget: each clip becomes exactly ``face_tokens`` face tokens and ``audio_tokens`` audio tokens whatever its
+    length; the text holds as many ``<|face|>`` / ``<|audio|>`` placeholders (the processor expands them).
+
+    Compressor: ``num_experts`` experts, each a set of ``budget`` learned queries cross-attending the encoder tokens
+    (every expert emits the whole budget, so the soft mixture keeps the count fixed); ``routing`` "soft" weights all
+    experts by the gate softmax, "topk" keeps the ``expert_top_k`` largest gates (renormalised). ``use_compressor=False`` is
+    the ablation: uniform temporal pooling of the encoder tokens to the same budget, no experts, no aux loss.
+    (``expert_top_k``, not ``top_k``: a ``top_k`` field would be taken for the sampling parameter by ``generate``.)
+    """
+
+    model_type = "emoreason"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2")}
+
+    text_config: dict | PreTrainedConfig | None = None
+    face_config: dict = field(default_factory=dict)
+    audio_config: dict = field(default_factory=dict)
+    compressor_config: dict = field(default_factory=dict)
+    face_token_id: int | None = None
+    audio_token_id: int | None = None
+    face_tokens: int = 8
+    audio_tokens: int = 8
+    use_face: bool = True
+    use_audio: bool = True
+    use_compressor: bool = True
+    num_experts: int = 2
+    routing: str = "soft"
+    expert_top_k: int = 1
+    aux_loss_coef: float = 0.01
+    freeze_text: bool = False
+    freeze_face: bool = False
+    freeze_audio: bool = False
+    freeze_compressor: bool = False
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        self.face_config = _merge(FACE_DEFAULTS, self.face_config, "face_config")
+        self.audio_config = _merge(AUDIO_DEFAULTS, self.audio_config, "audio_config")
+        self.compressor_config = _merge(COMPRESSOR_DEFAULTS, self.compressor_config, "compressor_config")
+        if self.routing not in ("soft", "topk"):
+            raise ValueError(f"routing must be 'soft' or 'topk', got {self.routing!r}")
+        if self.num_experts < 1 or not 1 <= self.expert_top_k <= self.num_experts:
+            raise ValueError(
+                f"need num_experts >= 1 and 1 <= expert_top_k <= num_experts, got {self.num_experts}, {self.expert_top_k}"
+            )
+        if self.face_tokens < 1 or self.audio_tokens < 1:
+            raise ValueError(f"face_tokens and audio_tokens must be >= 1, got {self.face_tokens}, {self.audio_tokens}")
+        if self.audio_config["whisper_path"] and not self.audio_config["whisper_config"]:
+            from transformers import WhisperConfig
+
+            self.audio_config["whisper_config"] = WhisperConfig.from_pretrained(
+                self.audio_config["whisper_path"]
+            ).to_dict()
+        if self.text_config.tie_word_embeddings:
+            self.tie_word_embeddings = True
+
+    @property
+    def face_feature_size(self) -> int:
+        """Per-frame width of ``face_values``: AUs, head pose (3), presence (1), landmarks x,y."""
+        f = self.face_config
+        return f["num_aus"] + 4 + (2 * f["num_landmarks"] if f["use_landmarks"] else 0)
+
+    @property
+    def audio_feature_size(self) -> int:
+        """Per-frame width of ``audio_values``: log-mel bands plus prosody channels."""
+        a = self.audio_config
+        return a["n_mels"] + (a["num_prosody"] if a["use_prosody"] else 0)
+
+
+__all__ = ["EmoReasonConfig", "LANDMARK_SUBSET", "as_ns"]

@@ -1,0 +1,225 @@
+"""EmoReason model: face/AU + audio encoders → MoE compressors → projectors → tokens spliced into a causal LM.
+
+The text holds ``face_tokens`` ``<|face|>`` and ``audio_tokens`` ``<|audio|>`` placeholders per clip (the processor
+writes them); their embeddings are replaced by the compressed, projected encoder tokens (``masked_scatter``), and a
+count mismatch raises a ``ValueError`` naming both counts. The language model is any ``AutoModelForCausalLM``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
+
+from .compressor import Expert, MoECompressor, uniform_pool
+from .configuration_emoreason import EmoReasonConfig, as_ns
+from .encoders import AudioEncoder, FaceEncoder
+
+
+@dataclass
+class EmoReasonCausalLMOutputWithPast(ModelOutput):
+    """``loss`` = LM loss + ``aux_loss_coef`` · ``aux_loss`` (when labels are given); ``aux_loss`` is the mean
+    load-balancing loss of the compressors that ran; ``gate_probs`` maps modality → (B, num_experts)."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    aux_loss: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    gate_probs: dict[str, torch.Tensor] | None = None
+
+
+class EmoReasonPreTrainedModel(PreTrainedModel):
+    config_class = EmoReasonConfig
+    config: EmoReasonConfig
+    input_modalities = ("text", "audio")
+    supports_gradient_checkpointing = True
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, Expert):
+            init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
+
+
+class _Modality(nn.Module):
+    """Encoder → compressor (or uniform pooling) → projector to the LM width, for one modality."""
+
+    def __init__(self, encoder: nn.Module, d: int, budget: int, config: EmoReasonConfig, text_hidden: int) -> None:
+        super().__init__()
+        c = as_ns(config.compressor_config)
+        self.encoder, self.budget = encoder, budget
+        self.compressor = None
+        if config.use_compressor:
+            self.compressor = MoECompressor(
+                d, budget, config.num_experts, config.routing, config.expert_top_k, c.num_heads, c.ffn_mult
+            )
+        self.projector = nn.Sequential(
+            nn.LayerNorm(d), nn.Linear(d, text_hidden), nn.GELU(), nn.Linear(text_hidden, text_hidden)
+        )
+
+    def forward(self, *inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        x, mask = self.encoder(*inputs)
+        if self.compressor is None:
+            return self.projector(uniform_pool(x, mask, self.budget)), None, None
+        tokens, aux, probs = self.compressor(x, mask)
+        return self.projector(tokens), aux, probs
+
+
+class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixin):
+    """Causal LM over text with face and audio placeholder tokens; see the module docstring."""
+
+    def __init__(self, config: EmoReasonConfig) -> None:
+        super().__init__(config)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        hidden = config.text_config.hidden_size
+        face, audio = as_ns(config.face_config), as_ns(config.audio_config)
+        self.face = None
+        if config.use_face:
+            self.face = _Modality(
+                FaceEncoder(face, config.face_feature_size), face.hidden_size, config.face_tokens, config, hidden
+            )
+        self.audio = None
+        if config.use_audio:
+            enc = AudioEncoder(audio, config.audio_feature_size)
+            self.audio = _Modality(enc, audio.hidden_size, config.audio_tokens, config, hidden)
+        self.post_init()
+        self.apply_freeze()
+
+    def apply_freeze(self) -> None:
+        """Set ``requires_grad`` from the config's freeze flags (text, face, audio, compressor incl. projectors)."""
+        parts = [(self.language_model, self.config.freeze_text)]
+        for mod, flag in ((self.face, self.config.freeze_face), (self.audio, self.config.freeze_audio)):
+            if mod is not None:
+                parts += [(mod.encoder, flag), (mod.projector, self.config.freeze_compressor)]
+                if mod.compressor is not None:
+                    parts.append((mod.compressor, self.config.freeze_compressor))
+        for module, frozen in parts:
+            for p in module.parameters():
+                p.requires_grad_(not frozen)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Embedding:
+        out = self.language_model.resize_token_embeddings(*args, **kwargs)
+        self.config.text_config.vocab_size = self.language_model.config.vocab_size
+        return out
+
+    def _splice(
+        self, input_ids: torch.Tensor, embeds: torch.Tensor, token_id: int | None, name: str, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        if token_id is None:
+            raise ValueError(f"config.{name}_token_id is not set; build the model with the processor's special tokens")
+        where = input_ids == token_id
+        n_text, n_feat = int(where.sum()), tokens.shape[0] * tokens.shape[1]
+        if n_text != n_feat:
+            raise ValueError(
+                f"{name} tokens in the text ({n_text}) and {name} features ({n_feat} = {tokens.shape[0]} clips x "
+                f"{tokens.shape[1]} budget) do not match; the processor must be built with {name}_tokens={tokens.shape[1]}"
+            )
+        return embeds.masked_scatter(where[..., None], tokens.to(embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        face_values: torch.Tensor | None = None,
+        face_mask: torch.Tensor | None = None,
+        face_crops: torch.Tensor | None = None,
+        audio_values: torch.Tensor | None = None,
+        audio_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> EmoReasonCausalLMOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        aux, probs = [], {}
+        for name, mod, values, mask, extra in (
+            ("face", self.face, face_values, face_mask, (face_crops,)),
+            ("audio", self.audio, audio_values, audio_mask, ()),
+        ):
+            token_id = getattr(self.config, f"{name}_token_id")
+            if values is None:
+                if input_ids is not None and token_id is not None and bool((input_ids == token_id).any()):
+                    raise ValueError(f"the text has {name} placeholder tokens but no {name}_values were given")
+                continue
+            if mod is None:
+                raise ValueError(f"{name}_values given but the model was built with use_{name}=False")
+            if input_ids is None:
+                raise ValueError(f"{name}_values need input_ids to find the {name} placeholder tokens")
+            mask = (
+                torch.ones(values.shape[:2], dtype=torch.bool, device=values.device) if mask is None else mask.bool()
+            )
+            tokens, a, p = mod(values.to(inputs_embeds.dtype), mask, *extra)
+            inputs_embeds = self._splice(input_ids, inputs_embeds, token_id, name, tokens)
+            if a is not None:
+                aux.append(a)
+                probs[name] = p
+        out = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            labels=labels,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+        aux_loss = torch.stack(aux).mean() if aux else None
+        loss = out.loss
+        if loss is not None and aux_loss is not None:
+            loss = loss + self.config.aux_loss_coef * aux_loss.to(loss.dtype)
+        return EmoReasonCausalLMOutputWithPast(
+            loss=loss,
+            logits=out.logits,
+            aux_loss=aux_loss,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            gate_probs=probs or None,
+        )
+
+    def prepare_inputs_for_generation(
+        self, *args: Any, is_first_iteration: bool | None = False, **kwargs: Any
+    ) -> dict:
+        """Encoder inputs go in on the prefill step only; later steps reuse the cache."""
+        mm = {k: kwargs.pop(k, None) for k in ("face_values", "face_mask", "face_crops", "audio_values", "audio_mask")}
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            inputs.update(mm)
+        return inputs
+
+
+__all__ = ["EmoReasonForConditionalGeneration", "EmoReasonPreTrainedModel", "EmoReasonCausalLMOutputWithPast"]
