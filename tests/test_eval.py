@@ -565,3 +565,21 @@ def test_against_the_project_server(tmp_path, astronaut_clip, two_faces_clip):
     rows = {row["id"]: row for row in iter_jsonl(tmp_path / "out/dfew/predictions.jsonl")}
     assert rows["1"]["output"].startswith("<think>") and rows["1"]["pred"] == "happiness"  # the smiling astronaut
     assert r["metrics"]["war"] == pytest.approx(0.5)  # clip 2 is the astronaut too, labelled sad in the fixture
+
+
+def test_checkpoint_adapter(tmp_path):
+    """A tiny random chat checkpoint end to end (its output is noise: only the plumbing is checked)."""
+    pytest.importorskip("emoreason.serving.engines")
+    from tests.fixtures.train.tiny_model import default_corpus, make_tiny_model
+
+    ckpt = make_tiny_model(tmp_path / "ckpt", default_corpus())
+    (task,) = resolve_tasks(["dfew"])
+    task.generation["max_new_tokens"] = 8
+    r = run_task(task, make_model(f"checkpoint:{ckpt}"), FIXTURES, tmp_path / "out", limit=1, progress=False)
+    assert r["n_errors"] == 0 and r["model"] == f"checkpoint:{ckpt}"
+    row = next(iter_jsonl(tmp_path / "out/dfew/predictions.jsonl"))
+    assert row["output"].startswith("<think>") and "<answer>" in row["output"]
+    with pytest.raises(ModelError, match="checkpoint not found"):
+        make_model(f"checkpoint:{tmp_path / 'missing'}")
+    with pytest.raises(ModelError, match="no config.json"):
+        make_model(f"checkpoint:{tmp_path}")

@@ -4,7 +4,8 @@
 
 - ``engine`` — the knowledge-based reasoner, ``emoreason.reasoning.engine.analyze(evidence)``; its ``answer_text()``
   is the output and its ``caption`` the temporal caption.
-- ``checkpoint:PATH`` — an EmoReason checkpoint through transformers (``emoreason.models.emoreason``).
+- ``checkpoint:PATH`` — a local transformers checkpoint trained by ``emoreason train`` (the serving engine's
+  transformers path, with the training prompt).
 - ``openai:URL`` — any OpenAI-compatible chat endpoint (vLLM, the project's server, hosted APIs); ``URL`` is the base
   ending in ``/v1``. By default the prompt carries a text rendering of the evidence (any text model can answer);
   ``--send-video`` attaches the clip itself for endpoints that take video (vLLM), ``--clip-only`` sends the clip
@@ -214,7 +215,12 @@ class OpenAIModel:
 
 
 class CheckpointModel:
-    """An EmoReason checkpoint loaded with transformers through ``emoreason.models.emoreason``."""
+    """A local transformers chat checkpoint fine-tuned on the training prompts (``emoreason train`` output).
+
+    It runs through the server's :class:`emoreason.serving.engines.TransformersEngine`, so the model sees exactly the
+    prompt it was trained on (``prompts/train_*_v1.md`` with the shared evidence text), not the evaluation prompt; the
+    output is its own ``<think>/<answer>`` text. ``max_new_tokens`` of the task's generation kwargs applies.
+    """
 
     max_concurrency = 1
 
@@ -223,22 +229,17 @@ class CheckpointModel:
         if not path.exists():
             raise ModelError("checkpoint not found", path)
         try:
-            from emoreason.models import emoreason as er
+            from emoreason.serving.engines import TransformersEngine
         except ImportError as e:
-            raise ModelError(f"EmoReason model code is not available: {e}", path) from e
-        loader = getattr(er, "load_reasoner", None)
-        if loader is None:
-            raise ModelError("emoreason.models.emoreason has no load_reasoner(path) to run a checkpoint", path)
+            raise ModelError(f"checkpoint support is not available: {e}", path) from e
         self.name = f"checkpoint:{path}"
-        try:
-            self._reasoner = loader(path)
-        except Exception as e:  # the checkpoint is the user's input: any load failure is a ModelError
-            raise ModelError(f"cannot load checkpoint: {type(e).__name__}: {e}", path) from e
+        self._engine = TransformersEngine(path)  # raises ModelError naming the folder when it cannot load
+        self._default_tokens = self._engine.backend.max_new_tokens
 
     def generate(self, request: Request) -> Response:
-        ev = load_evidence(request.sample)
-        text = self._reasoner.generate(ev, request.prompt(prompt_evidence(ev)), **request.generation)
-        return Response(text=text)
+        self._engine.backend.max_new_tokens = int(request.generation.get("max_new_tokens", self._default_tokens))
+        analysis = self._engine.analyze(load_evidence(request.sample))
+        return Response(text=analysis.answer_text())
 
 
 def make_model(
