@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import logging
 import mimetypes
@@ -244,7 +245,9 @@ class Service:
             s = self.settings
             return perceive(clip.path, fps=s.fps, max_side=s.max_side, asr=s.asr, max_duration_s=s.max_duration_s)
 
-        ev, hit = self.cache.get_or_compute(cache_key(clip.digest, self.options), compute)
+        # the suffix is part of the key: perception treats a .wav and an .mp4 of the same bytes differently
+        key = cache_key(clip.digest, {**self.options, "suffix": clip.path.suffix.lower()})
+        ev, hit = self.cache.get_or_compute(key, compute)
         return ev.model_copy(update={"media": ev.media.model_copy(update={"path": clip.name})}), hit
 
     def run(self, clip: Clip, question: str, history: list[dict[str, str]]) -> Result:
@@ -441,7 +444,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         path = request.url.path
         try:
             guarded = path.startswith(("/v1/", "/media/")) or path == "/metrics"
-            if guarded and settings.api_key and request.headers.get("authorization") != f"Bearer {settings.api_key}":
+            sent = request.headers.get("authorization", "").encode()
+            if guarded and settings.api_key and not hmac.compare_digest(sent, f"Bearer {settings.api_key}".encode()):
                 raise HTTPError(401, "missing or wrong API key (send Authorization: Bearer KEY)", "invalid_api_key")
             response = await call_next(request)
         except HTTPError as e:
