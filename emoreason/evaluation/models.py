@@ -162,6 +162,7 @@ class OpenAIModel:
         self.retries = retries
         self.send_video = send_video or clip_only
         self.clip_only = clip_only
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the progress bar
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
 
