@@ -125,8 +125,10 @@ class AudioEncoder(nn.Module):
         x = values * mask[..., None].to(values.dtype)
         if self.whisper is not None:
             return self._whisper(x, mask)
-        x = F.gelu(self.conv2(F.gelu(self.conv1(x.transpose(1, 2))))).transpose(1, 2)
-        mask = mask[:, ::2][:, ::2][:, : x.shape[1]]
+        mask1 = mask[:, ::2]
+        h = F.gelu(self.conv1(x.transpose(1, 2))) * mask1[:, None].to(x.dtype)  # padding stays zero, as at the edge
+        x = F.gelu(self.conv2(h)).transpose(1, 2)
+        mask = mask1[:, ::2]
         x = x + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype)
         return self.norm(_run(self.encoder, x, mask)), mask
 
