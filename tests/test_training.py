@@ -342,3 +342,49 @@ def test_train_command_is_registered(capsys):
 
     assert main(["train", "sft", "/no/such/recipe.yaml"]) == 2  # ConfigError exit code
     assert "recipe not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ablation", [[], ["--use_compressor", "false"], ["--num_experts", "1"]])
+def test_multimodal_sft_with_ablation_switches(smoke, tmp_path, ablation):
+    """SFT of the tiny random EmoReason model through its processor: LoRA on the LLM, the face/audio encoders and
+    compressors trained in full, the recipe's ablation switches applied; the merged model reloads."""
+    testing = pytest.importorskip("emoreason.models.emoreason.testing")
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
+    from emoreason.training.sft import EvidenceCollator, run_sft
+
+    base = testing.tiny_model_dir(tmp_path)
+    cfg = parse_recipe(
+        EmoSFTConfig,
+        RECIPES / "sft_smoke.yaml",
+        [
+            *overrides(
+                smoke, model_name_or_path=base, train_files=[smoke["train"]], output_dir=tmp_path / "sft", max_steps=2
+            ),
+            "--lora_modules_to_save",
+            "face",
+            "audio",
+            *ablation,
+        ],
+    )
+    summary = run_sft(cfg)
+    assert summary["evidence_mode"] == "model" and summary["global_step"] == 2 and summary["train_loss"] > 0
+    merged = EmoReasonForConditionalGeneration.from_pretrained(summary["merged"])
+    before = EmoReasonForConditionalGeneration.from_pretrained(base)
+    assert merged.config.use_compressor == ("false" not in ablation)
+    assert merged.config.num_experts == (1 if "--num_experts" in ablation else before.config.num_experts)
+    face_changed = any(
+        not torch.equal(p, before.state_dict()[k])
+        for k, p in merged.state_dict().items()
+        if k.startswith("face.") and k in before.state_dict() and before.state_dict()[k].shape == p.shape
+    )
+    assert face_changed  # the face encoder/compressor were trained, not frozen
+
+    # The collator masks the prompt (system, face placeholder, question) and trains on the answer only.
+    processor = EmoReasonProcessor.from_pretrained(summary["merged"])
+    rows = [json.loads(line) for line in smoke["train"].read_text().splitlines()][:2]
+    for r in rows:
+        r["evidence"] = str(smoke["train"].parent / r["evidence"])
+    batch = EvidenceCollator(processor)(rows)
+    for i, row in enumerate(rows):
+        kept = batch["labels"][i][batch["labels"][i] != -100]
+        assert processor.tokenizer.decode(kept) == row["answer"] + processor.tokenizer.eos_token

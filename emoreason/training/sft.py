@@ -93,14 +93,71 @@ def load_model_and_tokenizer(args: EmoArguments, dtype: torch.dtype | None = Non
 
 
 def _load_multimodal(args: EmoArguments, config: Any, dtype: torch.dtype | None) -> tuple[Any, Any]:
+    """The EmoReason model and processor; ``use_compressor``/``num_experts`` from the recipe override the checkpoint's
+    config (the ablation switches). Parts whose shape the override changes start from fresh weights."""
     try:
-        import emoreason.models.emoreason as mm  # noqa: F401  (registers the Auto classes)
+        from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
     except ImportError as e:
         raise ModelError(f"the EmoReason model package is not available: {e}") from None
-    raise ModelError(
-        "training the multimodal EmoReason model is not wired yet; use a causal LM with evidence_mode: text",
+    changed = False
+    for key in ("use_compressor", "num_experts"):
+        value = getattr(args, key)
+        if value is not None and getattr(config, key) != value:
+            setattr(config, key, value)
+            changed = True
+    if args.num_experts is not None:
+        config.expert_top_k = min(config.expert_top_k, args.num_experts)
+    if changed:
+        log.warning("ablation: use_compressor=%s num_experts=%s; changed parts are newly initialised",
+                    config.use_compressor, config.num_experts)  # fmt: skip
+    model = EmoReasonForConditionalGeneration.from_pretrained(
         args.model_name_or_path,
+        config=config,
+        dtype=dtype or torch.float32,
+        quantization_config=quantization_config(args),
+        ignore_mismatched_sizes=changed,
     )
+    return model, EmoReasonProcessor.from_pretrained(args.model_name_or_path)
+
+
+class EvidenceCollator:
+    """Batches dataset rows for the multimodal model: the prompt holds a face placeholder and the question, the
+    processor turns the row's Evidence into encoder inputs, and the loss covers the answer only."""
+
+    def __init__(self, processor: Any, system_prompt: str = "train_system_v1") -> None:
+        from emoreason.data.builder import load_prompt
+        from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
+
+        self.processor = processor
+        system = load_prompt(system_prompt)
+        self.system = system.replace("{emotions}", ", ".join(ALL_EMOTIONS)).replace(
+            "{compounds}", ", ".join(COMPOUND_LABELS)
+        )
+
+    def prompt(self, row: dict) -> str:
+        from emoreason.models.emoreason.processing_emoreason import FACE_TOKEN
+
+        messages = [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": f"{FACE_TOKEN}\n{row['question']}"},
+        ]
+        return self.processor.render(messages, add_generation_prompt=True)[0]
+
+    def __call__(self, rows: list[dict]) -> dict:
+        from emoreason.evidence import Evidence
+
+        evs = [Evidence.load(r["evidence"]) for r in rows]
+        prompts = [self.prompt(r) for r in rows]
+        eos = self.processor.tokenizer.eos_token
+        batch = self.processor(text=[p + r["answer"] + eos for p, r in zip(prompts, rows, strict=True)], evidence=evs)
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = -100
+        for i, (p, ev) in enumerate(zip(prompts, evs, strict=True)):
+            n_prompt = self.processor(text=p, evidence=ev, padding=False)["input_ids"].shape[1]
+            start = int(batch["attention_mask"][i].nonzero()[0])  # left padding shifts the prompt
+            labels[i, : start + n_prompt] = -100
+        batch["labels"] = labels
+        return dict(batch)
 
 
 def lora_config(args: EmoArguments) -> Any:
@@ -188,8 +245,8 @@ def run_sft(args: EmoSFTConfig, evidence_formatter: Callable | None = None) -> d
     from trl import SFTTrainer
 
     model, tokenizer, mode = load_model_and_tokenizer(args)
-    if mode != "text":
-        raise ModelError("only the text path is wired for SFT so far", args.model_name_or_path)
+    if mode == "model":
+        return _run_multimodal_sft(args, model, tokenizer)
     train = text_dataset(args, with_completion=True, evidence_formatter=evidence_formatter)
     evals = (
         text_dataset(args, with_completion=True, evidence_formatter=evidence_formatter, files=args.eval_files)
@@ -216,3 +273,49 @@ def run_sft(args: EmoSFTConfig, evidence_formatter: Callable | None = None) -> d
         "log_history": trainer.state.log_history,
     }
     return save_outputs(trainer, args, summary)
+
+
+def _run_multimodal_sft(args: EmoSFTConfig, model: Any, processor: Any) -> dict:
+    """SFT of the EmoReason model: rows go to :class:`EvidenceCollator` untouched (TRL's preparation is skipped)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    rows = load_rows(args.train_files, require_answer=True)[: args.max_train_samples]
+    train = Dataset.from_list([{k: r[k] for k in ("id", "evidence", "question", "answer")} for r in rows])
+    args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    args.remove_unused_columns = False
+
+    class ModelLossSFTTrainer(SFTTrainer):
+        """TRL's fused loss reads the text backbone directly; the EmoReason forward computes its own loss (LM loss
+        plus the compressor's load-balancing loss), so use that, as ``transformers.Trainer`` does."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            from transformers import Trainer
+
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    trainer = ModelLossSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        data_collator=EvidenceCollator(processor, args.system_prompt),
+        processing_class=processor.tokenizer,
+        peft_config=lora_config(args),
+    )
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(args))
+    summary = {
+        "stage": "sft",
+        "evidence_mode": "model",
+        "model": args.model_name_or_path,
+        "use_compressor": model.config.use_compressor,
+        "num_experts": model.config.num_experts,
+        "train_rows": len(train),
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "log_history": trainer.state.log_history,
+    }
+    summary = save_outputs(trainer, args, summary)
+    processor.save_pretrained(args.output_dir)
+    if "merged" in summary:
+        processor.save_pretrained(summary["merged"])
+    return summary
