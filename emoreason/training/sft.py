@@ -6,6 +6,12 @@ Text path (any causal LM): the clip's evidence is rendered as text in the prompt
 LoRA adapters go on the LLM (``lora_target_modules``); ``lora_modules_to_save`` trains named modules in full (the
 multimodal model's encoders and compressor). ``load_in_4bit`` loads the LLM in 4-bit NF4 for QLoRA (CUDA only).
 Training resumes from the last checkpoint in ``output_dir`` unless told otherwise.
+
+Model path (an EmoReason checkpoint, ``evidence_mode: model``): :class:`EvidenceCollator` builds each batch with the
+model's processor from the row's Evidence (a face placeholder + the question; the loss covers the answer), with
+LoRA on the LLM and ``lora_modules_to_save: [face, audio]`` training the encoders and compressors in full; the
+recipe's ``use_compressor``/``num_experts`` override the checkpoint's config (the ablation switches). GRPO and
+synthesis run on the text path only (TRL's generation does not pass the processor's encoder inputs).
 """
 
 from __future__ import annotations
