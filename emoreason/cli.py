@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emoreason.training.commands",
     "emoreason.reasoning.commands",
     "emoreason.serving.commands",
+    "emoreason.models.commands",
 )
 
 

@@ -27,8 +27,9 @@ _CORPUS = [
 ]
 
 
-def tiny_tokenizer() -> Any:
-    """A byte-level BPE (~400 tokens) trained on a few sentences, ChatML template, EmoReason special tokens."""
+def tiny_tokenizer(special_tokens: bool = True) -> Any:
+    """A byte-level BPE (~400 tokens) trained on a few sentences, ChatML template, EmoReason special tokens (unless
+    ``special_tokens`` is False: then it stands for a plain base model's tokenizer)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -42,7 +43,8 @@ def tiny_tokenizer() -> Any:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHATML_TEMPLATE
     )
-    fast.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    if special_tokens:
+        fast.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     return fast
 
 
@@ -110,6 +112,24 @@ def tiny_audio(duration_s: float = 2.0, sr: int = 16000, seed: int = 0) -> np.nd
     t = np.arange(int(duration_s * sr)) / sr
     noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
     return (0.3 * np.sin(2 * np.pi * 220 * t) + noise).astype(np.float32)
+
+
+def tiny_base_dir(tmp_path: Path, tie_word_embeddings: bool = True) -> Path:
+    """Save a tiny random Qwen2 causal LM + tokenizer without the EmoReason tokens (a base for ``build``)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = tiny_tokenizer(special_tokens=False)
+    cfg = Qwen2Config(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+        vocab_size=len(tok), tie_word_embeddings=tie_word_embeddings, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, bos_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    out = Path(tmp_path) / "tiny-base"
+    Qwen2ForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
 
 
 def tiny_model_dir(tmp_path: Path, **kw: Any) -> Path:
