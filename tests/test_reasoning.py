@@ -325,3 +325,53 @@ def test_nothing_readable_is_uncertain_not_a_crash():
     assert a.emotion == UNCERTAIN and not a.modality_weights and a.segments == []
     assert "Nothing in the clip can be read" in a.think
     assert parse_output(a.answer_text()).format_ok
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        # EMFACS prototypes with the AUs peaking at different times, as they do (brows before the jaw in surprise).
+        ([("AU1", 0.2, 0.6, 1.6, 3.2), ("AU2", 0.2, 0.6, 1.6, 3.0), ("AU5", 0.4, 0.8, 1.4, 2.8),
+          ("AU26", 0.6, 1.0, 2.0, 3.4)], "surprise"),
+        ([("AU1", 0.2, 1.0, 2.6, 2.6), ("AU4", 0.4, 1.2, 2.6, 2.4), ("AU15", 0.6, 1.4, 2.8, 3.0)], "sadness"),
+        ([("AU4", 0.2, 1.0, 2.8, 3.6), ("AU7", 0.4, 1.2, 2.6, 3.0), ("AU23", 0.6, 1.4, 2.6, 2.8)], "anger"),
+        ([("AU9", 0.4, 1.0, 2.4, 3.2), ("AU10", 0.4, 1.0, 2.4, 2.8)], "disgust"),
+        ([("AU1", 0.2, 0.8, 2.0, 2.8), ("AU2", 0.2, 0.8, 2.0, 2.4), ("AU4", 0.4, 1.0, 2.2, 2.4),
+          ("AU5", 0.4, 0.8, 1.8, 2.6), ("AU20", 0.6, 1.2, 2.4, 2.8)], "fear"),
+    ],
+)  # fmt: skip
+def test_textbook_expressions_read_at_their_apex(events, expected):
+    """A short expression in a longer idle clip is read at its height, not washed out by the idle frames."""
+    ev = _staggered_evidence(events, duration=4.0)
+    a = analyze(ev)
+    assert a.emotion == expected
+    assert a.probabilities[expected] >= 0.45
+    assert set(a.aus) <= {e[0] for e in events}
+
+
+def _staggered_evidence(events, duration: float, fps: float = 10.0) -> Evidence:
+    from emoreason.evidence import AUEvent, AUSeries, FaceTrack, HeadPose, MediaInfo
+    from emoreason.knowledge.facs import PERCEIVED_AUS
+
+    times = [round(i / fps, 3) for i in range(int(duration * fps))]
+    series = {au: [0.3] * len(times) for au in PERCEIVED_AUS}
+    for au, on, apex, off, peak in events:
+        series[au] = [
+            0.3 if t < on or t > off else peak * ((t - on) / (apex - on) if t <= apex else (off - t) / (off - apex))
+            for t in times
+        ]
+    n = len(times)
+    return Evidence(
+        media=MediaInfo(path="x.mp4", duration_s=duration, has_video=True, has_audio=False, width=256, height=256),
+        face=FaceTrack(
+            times=times,
+            present=[True] * n,
+            boxes=[[0, 0, 10, 10]] * n,
+            scores=[0.9] * n,
+            poses=[HeadPose(yaw=0, pitch=0, roll=0)] * n,
+            coverage=1.0,
+            max_faces=1,
+        ),  # fmt: skip
+        aus=AUSeries(times=times, intensities=series),
+        au_events=[AUEvent(au=a, onset=o, apex=x, offset=f, peak=p, mean=p / 2) for a, o, x, f, p in events],
+    )

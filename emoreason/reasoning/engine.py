@@ -24,11 +24,14 @@ from emoreason.parsing import format_answer
 from emoreason.reasoning import fusion
 
 SEGMENT_S = 1.0  # length of the analysis windows
-CLIP_PERCENTILE = 80  # AU intensity of a clip or segment: this percentile of its frames (the expressive part)
+FRAME_WEIGHT_FLOOR = 0.1  # weight of an idle face frame in its window (see _frame_weight)
+APEX_FRACTION = 0.8  # frames this close to the window's most expressive one make up its apex
+EXPRESSION_SPAN_S = 0.3  # each AU is read at its peak within this many seconds of a frame (see _face_frames)
 # Open set: the answer is "uncertain" when the best fused probability is under UNCERTAIN_BELOW and under UNCERTAIN_RATIO
 # times the second best (no emotion stands out), or when no modality could be read at all.
 UNCERTAIN_BELOW = 0.35
 UNCERTAIN_RATIO = 1.5
+OPEN_SET_COVERAGE = 0.35  # best prototype coverage under which an active face is "not covered by any prototype"
 # Compound rule: score = sqrt(p_a * p_b) for the two most probable non-neutral emotions when taxonomy.compound_for(a, b)
 # exists; the compound is named when the score reaches this threshold (e.g. 0.5 and 0.125, or 0.25 and 0.25).
 COMPOUND_THRESHOLD = 0.25
@@ -100,18 +103,59 @@ class Analysis(BaseModel):
 # --- helpers over the evidence ----------------------------------------------------------------------------------------
 
 
-def _series(ev: Evidence, start: float, end: float, percentile: float | None = None) -> dict[str, float] | None:
-    """Per-AU intensity over frames in [start, end): the mean, or a percentile; None if no face frame falls there."""
+def _face_frames(ev: Evidence, start: float, end: float) -> list[dict[str, float]]:
+    """The AU intensities of each face frame in [start, end), each AU taken at its peak within ``EXPRESSION_SPAN_S``
+    of the frame (a sliding maximum). The AUs of one expression do not peak together (brows rise before the jaw drops in
+    surprise); reading each frame with its neighbourhood's peaks sees the expression whole."""
     if ev.aus is None or not ev.aus.times:
+        return []
+    t = np.asarray(ev.aus.times, dtype=float)
+    series = {au: np.array([np.nan if v is None else v for v in vals], dtype=float)
+              for au, vals in ev.aus.intensities.items()}  # fmt: skip
+    frames = []
+    for i in np.flatnonzero((t >= start) & (t < end)):
+        near = np.abs(t - t[i]) <= EXPRESSION_SPAN_S
+        row = {}
+        for au, x in series.items():
+            if np.isnan(x[i]):
+                continue
+            row[au] = float(np.nanmax(x[near]))
+        if row:
+            frames.append(row)
+    return frames
+
+
+def _frame_weight(intensities: dict[str, float]) -> float:
+    """How expressive a frame is: ``FRAME_WEIGHT_FLOOR`` plus its overall activation (mean of its three strongest AU
+    activations)."""
+    acts = sorted((fusion.activation(v) for v in intensities.values()), reverse=True)[:3]
+    return FRAME_WEIGHT_FLOOR + (sum(acts) / 3 if acts else 0.0)
+
+
+def _face_window(ev: Evidence, start: float, end: float) -> tuple[dict[str, float], dict[str, float]] | None:
+    """The face's emotion distribution over [start, end) and the AU intensities it rests on.
+
+    The window is read at its apex: the frames whose :func:`_frame_weight` is at least ``APEX_FRACTION`` of the
+    window's highest, each read on its own (:func:`fusion.face_distribution`) and averaged with those weights. A
+    clip's label is the expression at its height (as DFEW/MAFW annotators label), an idle window reads neutral, and
+    changes over time show in the per-second segments. The intensities returned are the same weighted mean, for the
+    report's prototype-coverage statement. None when no face frame falls in the window.
+    """
+    frames = _face_frames(ev, start, end)
+    if not frames:
         return None
-    t = np.asarray(ev.aus.times)
-    mask = (t >= start) & (t < end)
-    out: dict[str, float] = {}
-    for au, vals in ev.aus.intensities.items():
-        x = np.array([v for v, m in zip(vals, mask, strict=False) if m and v is not None], dtype=float)
-        if x.size:
-            out[au] = float(np.percentile(x, percentile) if percentile is not None else x.mean())
-    return out or None
+    weights = [_frame_weight(f) for f in frames]
+    top = max(weights)
+    apex = [(f, w) for f, w in zip(frames, weights, strict=True) if w >= APEX_FRACTION * top]
+    total = sum(w for _, w in apex)
+    dist = dict.fromkeys(ALL_EMOTIONS, 0.0)
+    mean: dict[str, float] = {}
+    for f, w in apex:
+        for e, q in fusion.face_distribution(f).items():
+            dist[e] += w * q / total
+        for au, v in f.items():
+            mean[au] = mean.get(au, 0.0) + w * v / total
+    return dist, mean
 
 
 def _expression_rows(ev: Evidence, start: float, end: float) -> list[list[float]]:
@@ -170,9 +214,9 @@ def _modal_weights(ev: Evidence, lex: LexiconScore, arousal: float | None) -> di
 
 def _distributions(ev: Evidence, start: float, end: float, arousal: float | None, clip: bool) -> dict[str, dict]:
     dists: dict[str, dict[str, float]] = {}
-    face = _series(ev, start, end, CLIP_PERCENTILE)
+    face = _face_window(ev, start, end)
     if face is not None:
-        dists["face"] = fusion.face_distribution(face)
+        dists["face"] = face[0]
     rows = _expression_rows(ev, start, end)
     if rows:
         dists["expression"] = fusion.expression_distribution(ev.expression.labels, rows)
@@ -442,7 +486,18 @@ def analyze(evidence: Evidence) -> Analysis:
     probs = {e: round(v, 4) for e, v in p_raw.items()}
     best, second = sorted(p_raw, key=lambda e: -p_raw[e])[:2]
     stands_out = p_raw[best] >= UNCERTAIN_BELOW or p_raw[best] >= UNCERTAIN_RATIO * p_raw[second]
-    emotion = best if stands_out and weights else UNCERTAIN
+    window = _face_window(ev, 0.0, dur + 1e-6) if "face" in dists else None
+    cov = fusion.prototype_coverage(window[1]) if window else {}
+    # Open set, face side: a face that clearly moves (some AU at full activation) in a way no prototype covers
+    # (best coverage under OPEN_SET_COVERAGE) is not forced into one of the labels when the face leads the fusion.
+    face_unexplained = (
+        window is not None
+        and weights.get("face", 0.0) >= 0.5
+        and max(fusion.activation(v) for v in window[1].values()) >= 1.0
+        and max(cov.values()) < OPEN_SET_COVERAGE
+        and best != "neutral"
+    )
+    emotion = best if stands_out and weights and not face_unexplained else UNCERTAIN
     compound, compound_score = _compound(p_raw)
     v, a, d = _vad(p_raw, arousal, weights.get("voice", 0.0))
     segments = _segments(ev, weights, arousal)
@@ -456,14 +511,13 @@ def analyze(evidence: Evidence) -> Analysis:
     # Interpretation
     interp: list[str] = []
     if "face" in dists:
-        cov = fusion.prototype_coverage(_series(ev, 0.0, dur + 1e-6, CLIP_PERCENTILE) or {})
         ranked = sorted(cov, key=lambda e: -cov[e])
         b = ranked[0]
         matched = [au for au in PROTOTYPES[b] if au in event_aus]
         via = f" ({_join(matched)})" if matched else ""
         interp.append(f"The facial actions{via} cover {cov[b]:.0%} of the {b} prototype, the best match "
                       f"(next: {ranked[1]} at {cov[ranked[1]]:.0%}).")  # fmt: skip
-        if cov[b] < 0.3:
+        if cov[b] < OPEN_SET_COVERAGE:
             interp.append("No emotion prototype fits the face well.")
     w_text = ", ".join(f"{m} {w:.2f}" for m, w in weights.items())
     if weights:
