@@ -279,3 +279,37 @@ def test_build_and_generate_around_smollm2(tmp_path):
     plain = proc(messages=[{"role": "user", "content": "Say hello."}])
     reply = proc.decode(model.generate(**plain, max_new_tokens=8, do_sample=False)[0, plain["input_ids"].shape[1] :])
     assert any(c.isalpha() for c in reply)  # the base LM's weights survived the build
+
+
+def test_batched_left_padded_generation_matches_single_and_crops_work(tok):
+    import numpy as np
+
+    model, proc = _build(tok, face_config={"use_crops": True})
+    model.eval()
+    proc.tokenizer.padding_side = "left"
+    evs = [tiny_evidence(1.0), tiny_evidence(3.0, seed=1)]
+    auds = [tiny_audio(1.0), tiny_audio(3.0, seed=1)]
+    crops = [np.random.default_rng(i).uniform(0, 255, (len(e.aus.times), 32, 32)) for i, e in enumerate(evs)]
+    msgs = [_user_prompt("hi"), _user_prompt("What emotion is shown here?")]
+    batch = proc(messages=msgs, evidence=evs, audio=auds, crops=crops)
+    assert batch["face_crops"].shape == (2, batch["face_values"].shape[1], 1, 32, 32)
+    together = model.generate(**batch, max_new_tokens=5, do_sample=False)[:, batch["input_ids"].shape[1] :]
+    for i in range(2):
+        one = proc(messages=msgs[i], evidence=evs[i], audio=auds[i], crops=crops[i])
+        alone = model.generate(**one, max_new_tokens=5, do_sample=False)[0, one["input_ids"].shape[1] :]
+        assert together[i].tolist() == alone.tolist()
+    with pytest.raises(ValueError, match="no face_crops"):
+        model(**{k: v for k, v in batch.items() if k != "face_crops"})
+
+
+def test_gradient_checkpointing_trains(tok):
+    model, proc = _build(tok)
+    model.train()
+    model.gradient_checkpointing_enable()
+    batch = _batch(proc)
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    assert _grad(model.language_model) > 0 and _grad(model.face.encoder) > 0
+
+
+def _user_prompt(question: str) -> list[dict]:
+    return [{"role": "user", "content": f"<|face|><|audio|>{question}"}]
