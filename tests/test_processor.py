@@ -58,6 +58,20 @@ def test_landmarks_are_pose_normalised(proc):
     np.testing.assert_allclose(proc.face_features(ev)[0][:, k:], proc.face_features(moved)[0][:, k:], atol=1e-4)
 
 
+def test_landmarks_argument_replaces_the_evidence_mesh(proc):
+    ev = tiny_evidence(1.0, fps=5.0)
+    mesh = np.asarray([m if m is not None else np.zeros((468, 3)) for m in ev.face.landmarks])
+    k = len(PERCEIVED_AUS) + 4
+    bare = ev.model_copy(deep=True)
+    bare.face.landmarks = None
+    assert np.all(proc.face_features(bare)[0][:, k:] == 0)
+    np.testing.assert_allclose(proc.face_features(bare, landmarks=mesh)[0], proc.face_features(ev)[0], atol=1e-6)
+    batch = proc(text="<|face|>x", evidence=bare, landmarks=mesh[:, :, :2])
+    np.testing.assert_allclose(batch["face_values"][0].numpy(), proc.face_features(ev)[0], atol=1e-6)
+    with pytest.raises(ModelError, match="landmarks must be"):
+        proc(text="<|face|>x", evidence=bare, landmarks=mesh[:3])
+
+
 def test_long_clips_are_capped_and_short_clips_padded(proc):
     batch = proc(
         text=["<|face|><|audio|>a", "<|face|><|audio|>b"],

@@ -42,9 +42,9 @@ def log_mel(audio: np.ndarray, sr: int = 16000, n_fft: int = 400, hop: int = 160
     return ((db / 10.0 + 4.0) / 4.0).T.astype(np.float32)
 
 
-def _landmarks_xy(mesh: list[list[float]] | None, n: int) -> np.ndarray:
+def _landmarks_xy(mesh: list[list[float]] | np.ndarray | None, n: int) -> np.ndarray:
     """Subset x,y centred, scaled to unit RMS radius and rotated so the eye line is horizontal."""
-    if not mesh:
+    if mesh is None or len(mesh) == 0:
         return np.zeros(2 * n, np.float32)
     pts = np.asarray(mesh, np.float32)[:, :2]
     eye = pts[_L_EYE] - pts[_R_EYE]
@@ -143,9 +143,11 @@ class EmoReasonProcessor(ProcessorMixin):
         return _PLACEHOLDER.sub(lambda m: face if m.group(0) == FACE_TOKEN else audio, text)
 
     def face_features(
-        self, evidence: Evidence, crops: np.ndarray | None = None
+        self, evidence: Evidence, crops: np.ndarray | None = None, landmarks: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(T, F) face features from Evidence (and (T, 1, S, S) crops resampled alongside, when given)."""
+        """(T, F) face features from Evidence (and (T, 1, S, S) crops resampled alongside, when given).
+
+        ``landmarks`` (frames, 468, 2 or 3), one mesh per AU frame, replaces ``evidence.face.landmarks``."""
         if evidence.aus is None or not evidence.aus.times:
             raise ModelError("the text asks for face tokens but the evidence has no AU series", evidence.media.path)
         times = np.asarray(evidence.aus.times, np.float64)
@@ -171,6 +173,14 @@ class EmoReasonProcessor(ProcessorMixin):
             pose = np.array([[p.yaw, p.pitch, p.roll] if p else [0, 0, 0] for p in face.poses], np.float32) / 90.0
             if face.landmarks is not None:
                 marks = np.stack([_landmarks_xy(m, len(LANDMARK_SUBSET)) for m in face.landmarks])
+        if landmarks is not None:
+            landmarks = np.asarray(landmarks, np.float32)
+            if landmarks.ndim != 3 or landmarks.shape[0] != len(times) or landmarks.shape[1] < 468:
+                raise ModelError(
+                    f"landmarks must be (frames={len(times)}, 468, 2|3), got shape {landmarks.shape}",
+                    evidence.media.path,
+                )
+            marks = np.stack([_landmarks_xy(m, len(LANDMARK_SUBSET)) for m in landmarks])
         parts = [au / INTENSITY_MAX, pose, present[:, None]] + ([marks] if self.use_landmarks else [])
         feats = np.concatenate(parts, 1).astype(np.float32)
         duration = max(float(evidence.media.duration_s), float(times[-1]) + 1e-3)
@@ -229,12 +239,11 @@ class EmoReasonProcessor(ProcessorMixin):
         add_generation_prompt: bool = True,
         **kwargs: Any,
     ) -> BatchFeature:
-        """Tokenise and build encoder inputs; ``landmarks`` are read from ``evidence.face.landmarks`` (the argument
-        is accepted for API symmetry and must be None)."""
+        """Tokenise and build encoder inputs. Per sample: ``evidence`` (AUs, pose, presence, prosody), ``audio``
+        (16 kHz mono array), ``crops`` (frames, S, S) grey face crops and ``landmarks`` (frames, 468, 2|3) meshes,
+        both aligned with ``evidence.aus.times`` (landmarks default to ``evidence.face.landmarks``)."""
         if (text is None) == (messages is None):
             raise ModelError("pass exactly one of text or messages")
-        if landmarks is not None:
-            raise ModelError("pass landmarks inside Evidence.face.landmarks, not as a separate argument")
         if return_tensors != "pt":
             raise ModelError(f"return_tensors must be 'pt', got {return_tensors!r}")
         texts = (
@@ -243,10 +252,11 @@ class EmoReasonProcessor(ProcessorMixin):
             else ([text] if isinstance(text, str) else list(text))
         )
         n = len(texts)
-        evs, auds, crps = (
-            x if isinstance(x, list) else [x] * n if n == 1 or x is None else None for x in (evidence, audio, crops)
+        evs, auds, crps, lms = (
+            x if isinstance(x, list) else [x] * n if n == 1 or x is None else None
+            for x in (evidence, audio, crops, landmarks)
         )
-        for name, xs in (("evidence", evs), ("audio", auds), ("crops", crps)):
+        for name, xs in (("evidence", evs), ("audio", auds), ("crops", crps), ("landmarks", lms)):
             if xs is None or len(xs) != n:
                 raise ModelError(
                     f"{name}: give one entry per text ({n}), got {type(xs).__name__ if xs is None else len(xs)}"
@@ -262,13 +272,13 @@ class EmoReasonProcessor(ProcessorMixin):
             if n_face:
                 if evs[i] is None:
                     raise ModelError(f"text {i} has a {FACE_TOKEN} placeholder but no evidence was given")
-                feats, crop = self.face_features(evs[i], crps[i])
+                feats, crop = self.face_features(evs[i], crps[i], lms[i])
                 if self.use_crops and crop is None:
                     raise ModelError(f"text {i}: the model uses face crops but none were given", evs[i].media.path)
                 face_clips.append(feats)
                 face_crops.append(crop)
-            elif crps[i] is not None:
-                raise ModelError(f"text {i}: crops given but the text has no {FACE_TOKEN} placeholder")
+            elif crps[i] is not None or lms[i] is not None:
+                raise ModelError(f"text {i}: crops or landmarks given but the text has no {FACE_TOKEN} placeholder")
             if n_audio:
                 if auds[i] is None:
                     raise ModelError(f"text {i} has an {AUDIO_TOKEN} placeholder but no audio was given")
