@@ -313,3 +313,15 @@ def test_gradient_checkpointing_trains(tok):
 
 def _user_prompt(question: str) -> list[dict]:
     return [{"role": "user", "content": f"<|face|><|audio|>{question}"}]
+
+
+def test_resize_token_embeddings_delegates_and_round_trips(tok, tmp_path):
+    model, proc = _build(tok)
+    model.resize_token_embeddings(len(tok) + 7)
+    assert model.config.text_config.vocab_size == len(tok) + 7 == model.get_output_embeddings().weight.shape[0]
+    model.eval().save_pretrained(tmp_path)
+    loaded = EmoReasonForConditionalGeneration.from_pretrained(tmp_path).eval()
+    batch = _batch(proc)
+    assert (
+        torch.equal(model(**batch).logits, loaded(**batch).logits) and loaded(**batch).logits.shape[-1] == len(tok) + 7
+    )
