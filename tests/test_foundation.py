@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import os
 import re
 from pathlib import Path
 
@@ -66,6 +67,9 @@ def test_atomic_write_replaces_whole(tmp_path):
     atomic_write_text(p, json.dumps({"v": 2}))
     assert read_json(p) == {"v": 2}
     assert [x.name for x in tmp_path.iterdir()] == ["out.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask  # like a file open() creates, not mkstemp's 0600
 
 
 @pytest.mark.parametrize("module", [emoreason.parsing, emoreason.knowledge.taxonomy])
