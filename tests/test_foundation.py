@@ -34,7 +34,7 @@ def test_readme_has_two_single_line_commands():
 
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "test-command" in ci and "eval \"$cmd\"" in ci
+    assert "test-command" in ci and 'eval "$cmd"' in ci
 
 
 def test_error_names_file():
