@@ -32,26 +32,17 @@ from emoreason.errors import ConfigError, DataError
 from emoreason.evidence import Evidence
 from emoreason.io import atomic_write_text, iter_jsonl
 from emoreason.parsing import format_answer, parse_output
+from emoreason.prompts import load_prompt, render_prompt
 
 from .cache import FeatureCache
 from .formats import LabeledClip
 
 log = logging.getLogger(__name__)
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 ROW_FIELDS = (
     "id", "video", "audio", "evidence", "question", "answer", "emotion", "compound", "aus", "caption", "source",
     "cot_source",
 )  # fmt: skip
-
-
-def load_prompt(name: str, prompts_dir: str | Path | None = None) -> str:
-    """The text of ``prompts/<name>.md`` (a versioned prompt file)."""
-    path = Path(prompts_dir or PROMPTS_DIR) / f"{name}.md"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.md"))) or "none"
-        raise ConfigError(f"no prompt named {name!r}; known: {known}", path)
-    return path.read_text(encoding="utf-8").strip()
 
 
 def question_templates(name: str = "train_question_v1", prompts_dir: str | Path | None = None) -> list[str]:
@@ -258,8 +249,11 @@ def prompt_messages(
 ) -> list[dict[str, str]]:
     """The chat prompt of a row for the text-only path: system instructions, then the evidence as text + question."""
     formatter = evidence_formatter or default_evidence_formatter()
-    user = load_prompt(user_prompt, prompts_dir).format(
-        evidence=_evidence_text(str(row["evidence"]), formatter), question=row["question"]
+    user = render_prompt(
+        user_prompt,
+        prompts_dir=prompts_dir,
+        evidence=_evidence_text(str(row["evidence"]), formatter),
+        question=row["question"],
     )
     from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
 

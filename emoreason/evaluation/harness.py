@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from emoreason import __version__
+from emoreason import __version__, prompts
 from emoreason import metrics as M
 from emoreason.errors import ConfigError, DataError, EmoReasonError
 from emoreason.evaluation.loaders import Sample, load_samples
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TASKS_DIR = REPO_ROOT / "eval" / "tasks"
-PROMPTS_DIR = REPO_ROOT / "prompts"
 PUBLISHED_FILE = REPO_ROOT / "eval" / "published.yaml"
 
 # Output type -> the aggregate metrics it can report (the YAML ``metrics`` list picks among these; first = primary).
@@ -159,21 +158,19 @@ def resolve_tasks(names: list[str], tasks_dir: Path = TASKS_DIR) -> list[Task]:
 # Prompts
 
 
-def prompt_text(name: str) -> str:
-    path = PROMPTS_DIR / f"{name}.md"
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"prompt {name!r} not found", path) from None
-
-
 def render_prompt(task: Task, sample: Sample, evidence: str) -> str:
-    """The task's prompt with ``{evidence}``, ``{labels}`` and ``{aus}`` filled in (plain replacement, so JSON braces
-    in the prompt stay as they are), then the ``doc_to_text`` hook when the task has one."""
-    text = prompt_text(task.prompt)
-    text = text.replace("{labels}", ", ".join(task.labels or ()))
-    text = text.replace("{aus}", ", ".join(task.loader_args.get("aus", ())))
-    text = text.replace("{evidence}", evidence)
+    """The task's prompt (:func:`emoreason.prompts.render_prompt`) with ``{evidence}``, ``{labels}`` and ``{aus}``
+    filled in, then the ``doc_to_text`` hook when the task has one.
+
+    The eval prompts end with one newline, as their files did before :mod:`emoreason.prompts` stripped them; it is kept
+    so that a versioned prompt renders byte for byte as it always has (a changed prompt is a new file)."""
+    text = prompts.render_prompt(
+        task.prompt,
+        labels=", ".join(task.labels or ()),
+        aus=", ".join(task.loader_args.get("aus", ())),
+        evidence=evidence,
+    )
+    text += "\n"
     hook: Callable | None = getattr(task.hooks, "doc_to_text", None)
     return hook(sample, text) if hook else text
 
