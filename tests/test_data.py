@@ -13,6 +13,7 @@ from emoreason.data import (
     FeatureCache,
     LabeledClip,
     build_rows,
+    load_au_clips,
     load_au_occurrence,
     load_caption_json,
     load_clips,
@@ -23,6 +24,7 @@ from emoreason.data import (
     prompt_messages,
     write_rows,
 )
+from emoreason.data.formats import compound_majority, load_disfa_labels
 from emoreason.errors import ConfigError, DataError
 from emoreason.evidence import Evidence
 from emoreason.parsing import format_answer, parse_output
@@ -111,6 +113,39 @@ def test_au_occurrence_errors(tmp_path, text, kwargs, message):
     assert e.value.path == str(path)
 
 
+def test_au_occurrence_selected_columns_bp4d_layout(tmp_path):
+    # BP4D's own header: the frame column is "0" and AUs outside our table (AU3) are coded too.
+    path = write(tmp_path, "F001_T1.csv", "0,1,2,3,12\n1,1,0,1,9\n2,1,0,x,1\n3,0,0,1,1\n")
+    occ = load_au_occurrence(path, aus=["AU1", "AU12"])
+    assert occ.frames == [{"AU1": 1, "AU12": None}, {"AU1": 1, "AU12": 1}, {"AU1": 0, "AU12": 1}]
+    assert occ.clip_aus(min_fraction=0.6) == ["AU1", "AU12"]
+    with pytest.raises(DataError, match="line 1: the header lacks AU columns AU4, AU6"):
+        load_au_occurrence(path, aus=["AU1", "AU6", "AU4"])
+    with pytest.raises(DataError, match="line 1: unknown Action Unit AU3"):
+        load_au_occurrence(path)
+    clips = load_au_clips(tmp_path, aus=["AU1", "AU12"], min_fraction=0.6)
+    assert [(c.id, c.aus) for c in clips] == [("F001_T1", ["AU1", "AU12"])]
+
+
+def test_disfa_labels_per_au_files(tmp_path):
+    write(tmp_path, "SN001/SN001_au4.txt", "1,3\n2,2\n3,0\n")
+    write(tmp_path, "SN001/SN001_au25.txt", "1,1\n2,0\n")
+    occ = load_disfa_labels(tmp_path / "SN001", ["AU4", "AU25"])
+    assert occ.frame_numbers == [1, 2, 3]
+    assert occ.frames == [{"AU4": 1, "AU25": 0}, {"AU4": 1, "AU25": 0}, {"AU4": 0, "AU25": None}]
+    assert occ.clip_aus(min_fraction=0.5) == ["AU4"]
+    assert load_disfa_labels(tmp_path / "SN001", ["AU25"], threshold=1).clip_aus(0.5) == ["AU25"]
+    write(tmp_path, "SN002/SN002_au4.txt", "1,3\n2\n")
+    with pytest.raises(DataError, match="line 2: expected 'frame,intensity'") as e:
+        load_disfa_labels(tmp_path / "SN002", ["AU4"])
+    assert e.value.path.endswith("SN002_au4.txt")
+    write(tmp_path, "SN003/SN003_au4.txt", "1,6\n")
+    with pytest.raises(DataError, match="line 1: AU4 intensity 6 outside 0-5"):
+        load_disfa_labels(tmp_path / "SN003", ["AU4"])
+    with pytest.raises(DataError, match="file not found"):
+        load_disfa_labels(tmp_path / "SN003", ["AU1"])
+
+
 # --- C-EXPR-DB -----------------------------------------------------------------------------------------------------
 
 
@@ -133,6 +168,8 @@ def test_compound_labels_errors(tmp_path):
         load_compound_labels(write(tmp_path, "c/v.txt", header + "-1\n"))
     with pytest.raises(DataError, match="line 2: expected a class index"):
         load_compound_labels(write(tmp_path, "d/v.txt", header + "happy\n"))
+    # the header is the first non-empty line; ties go to the class seen first
+    assert compound_majority(write(tmp_path, "e/v.txt", "\n" + header + "1\n0\n\n0\n1\n")) == ("happily surprised", 4)
 
 
 # --- FEC-Bench -----------------------------------------------------------------------------------------------------
@@ -158,6 +195,17 @@ def test_caption_json_errors(tmp_path, data, message):
     path = write(tmp_path, "c.json", json.dumps(data))
     with pytest.raises(DataError, match=message):
         load_caption_json(path)
+
+
+def test_caption_json_by_id(tmp_path):
+    path = write(tmp_path, "c.json", json.dumps([{"id": "7", "caption": " Brows raise. "}, {"caption": "x"}]))
+    with pytest.raises(DataError, match="entry 0: missing 'video'"):
+        load_caption_json(path)
+    with pytest.raises(DataError, match="entry 1: missing 'id' or 'video'"):
+        load_caption_json(path, require_video=False)
+    path.write_text(json.dumps([{"id": "7", "caption": " Brows raise. "}]))
+    (clip,) = load_caption_json(path, require_video=False)
+    assert (clip.id, clip.video, clip.caption) == ("7", None, "Brows raise.")
 
 
 def test_caption_json_malformed_names_line(tmp_path):

@@ -4,11 +4,15 @@
   wheel word, or DFEW's 1–7 class index).
 - :func:`load_au_occurrence` — BP4D/DISFA style: one row per frame, one column per AU, values 0/1 occurrence (9 =
   not coded, as in BP4D) or 0–5 intensity (DISFA); the clip's AU set is what occurs in enough frames.
+  :func:`load_disfa_labels` reads DISFA's own layout (one ``frame,intensity`` file per AU) into the same record.
 - :func:`load_compound_labels` — C-EXPR-DB (ABAW) style: one text file per video, a header naming the classes, then
   one class index per frame (−1 = not labelled); the clip label is the majority class.
 - :func:`load_caption_json` — FEC-Bench style: a JSON list (or id-keyed object) of ``{"video", "caption", ...}``.
 
 A bad row raises :class:`~emoreason.errors.DataError` naming the file and line; an unknown label says which label.
+
+This module is the one parser of these formats: the evaluation loaders (:mod:`emoreason.evaluation.loaders`) call it
+and turn its records into their own samples.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +100,7 @@ def load_video_label_csv(path: str | Path, video_root: str | Path | None = None)
     """
     path = Path(path)
     root = Path(video_root) if video_root is not None else path.parent
-    text = _read_text(path)
+    text = read_text(path)
     try:
         dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",\t; ")
     except (csv.Error, IndexError):
@@ -128,7 +133,9 @@ def load_video_label_csv(path: str | Path, video_root: str | Path | None = None)
     return clips
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
+    """The text of a label file (a UTF-8 byte-order mark dropped); a missing or unreadable file is a DataError."""
+    path = Path(path)
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -158,27 +165,55 @@ class AUOccurrence:
         return sorted(present, key=lambda a: int(a[2:]))
 
 
+def _au_code(name: str) -> str:
+    """An AU column name (``AU12``, ``12`` or ``12.0``) -> its FACS code; ValueError when it names no known AU."""
+    name = name.strip()
+    if name.upper().startswith("AU"):
+        return normalize_au(name)
+    try:
+        number = float(name)
+    except ValueError:
+        number = None
+    if number is None or not number.is_integer():
+        raise ValueError(f"not an Action Unit column: {name!r}")
+    return normalize_au(f"AU{int(number)}")
+
+
 def load_au_occurrence(
-    path: str | Path, *, intensity: bool = False, threshold: float = OCCURRENCE_THRESHOLD
+    path: str | Path,
+    *,
+    intensity: bool = False,
+    threshold: float = OCCURRENCE_THRESHOLD,
+    aus: Collection[str] | None = None,
 ) -> AUOccurrence:
-    """Read a per-frame AU table: a header ``frame,AU1,AU2,...`` (``1,2,...`` also accepted), then one row per frame.
+    """Read a per-frame AU table: a header ``frame,AU1,AU2,...`` (``1,2,...`` also accepted; BP4D's own files name
+    the frame column ``0``), then one row per frame.
 
     Occurrence files (BP4D) hold 0/1 with 9 for "not coded"; intensity files (DISFA, ``intensity=True``) hold 0–5 and an
-    AU occurs at or above ``threshold`` (FACS "B", the convention of both datasets).
+    AU occurs at or above ``threshold`` (FACS "B", the convention of both datasets). Without ``aus`` every column must
+    name a known AU; with ``aus`` only those columns are read (BP4D codes AUs outside our table), and each must exist.
     """
     path = Path(path)
-    lines = [ln for ln in _read_text(path).splitlines()]
+    lines = read_text(path).splitlines()
     if not lines:
         raise DataError("empty AU file", path)
     header = [h.strip() for h in lines[0].split(",")]
-    if not header or header[0].lower() not in ("frame", "frame_number", "frames", ""):
+    if header[0].lower() not in ("frame", "frame_number", "frames", "", "0"):
         raise DataError(f"line 1: the first column must be the frame number, found {header[0]!r}", path)
-    aus: list[str] = []
-    for h in header[1:]:
+    keep = {normalize_au(a) for a in aus} if aus is not None else None
+    columns: dict[int, str] = {}
+    for k, h in enumerate(header[1:], 1):
         try:
-            aus.append(normalize_au(h if h.upper().startswith("AU") else f"AU{h}"))
+            code = _au_code(h)
         except ValueError as e:
-            raise DataError(f"line 1: {e}", path) from None
+            if keep is None:
+                raise DataError(f"line 1: {e}", path) from None
+            continue
+        if keep is None or code in keep:
+            columns[k] = code
+    missing = sorted((keep or set()) - set(columns.values()), key=lambda a: int(a[2:]))
+    if missing:
+        raise DataError(f"line 1: the header lacks AU columns {', '.join(missing)}", path)
     numbers: list[int] = []
     frames: list[dict[str, int | None]] = []
     for line, text in enumerate(lines[1:], 2):
@@ -189,15 +224,13 @@ def load_au_occurrence(
             raise DataError(f"line {line}: {len(fields)} fields, the header has {len(header)}", path)
         try:
             numbers.append(int(fields[0]))
-            values = [float(f) for f in fields[1:]]
+            values = {au: float(fields[k]) for k, au in columns.items()}
         except ValueError:
             raise DataError(f"line {line}: not a number in {text.strip()!r}", path) from None
         frame: dict[str, int | None] = {}
-        for au, v in zip(aus, values, strict=True):
+        for au, v in values.items():
             if intensity:
-                if not 0 <= v <= 5:
-                    raise DataError(f"line {line}: {au} intensity {v:g} outside 0-5", path)
-                frame[au] = int(v >= threshold)
+                frame[au] = _occurs(v, threshold, au, path, line)
             elif v == 9:
                 frame[au] = None
             elif v in (0, 1):
@@ -210,6 +243,87 @@ def load_au_occurrence(
     return AUOccurrence(str(path), numbers, frames)
 
 
+def _occurs(intensity: float, threshold: float, au: str, path: Path, line: int) -> int:
+    if not 0 <= intensity <= 5:
+        raise DataError(f"line {line}: {au} intensity {intensity:g} outside 0-5", path)
+    return int(intensity >= threshold)
+
+
+def load_disfa_labels(
+    subject_dir: str | Path, aus: Collection[str], *, threshold: float = OCCURRENCE_THRESHOLD
+) -> AUOccurrence:
+    """Read DISFA's own layout for one subject: ``<SN>/<SN>_au<k>.txt`` per AU, lines ``frame,intensity`` (0–5); a
+    frame shows the AU at or above ``threshold``. A frame missing from one AU's file is "not coded" for that AU."""
+    folder = Path(subject_dir)
+    per_au: dict[str, dict[int, int]] = {}
+    for code in (normalize_au(a) for a in aus):
+        path = folder / f"{folder.name}_au{code[2:]}.txt"
+        values: dict[int, int] = {}
+        for line, text in enumerate(read_text(path).splitlines(), 1):
+            if not text.strip():
+                continue
+            fields = text.split(",")
+            try:
+                frame, intensity = int(float(fields[0])), float(fields[1])
+            except (IndexError, ValueError):
+                raise DataError(f"line {line}: expected 'frame,intensity', got {text.strip()!r}", path) from None
+            values[frame] = _occurs(intensity, threshold, code, path, line)
+        per_au[code] = values
+    numbers = sorted(set().union(*per_au.values()))
+    if not numbers:
+        raise DataError("no frames in the AU label files", folder)
+    frames = [{au: v.get(n) for au, v in per_au.items()} for n in numbers]
+    return AUOccurrence(str(folder), numbers, frames)
+
+
+def label_files(path: str | Path, suffix: str) -> list[Path]:
+    """``path`` itself, or the ``*<suffix>`` files of the folder ``path`` in name order (none is a DataError)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob(f"*{suffix}"))
+    if not files:
+        raise DataError(f"no {suffix} files", path)
+    return files
+
+
+def _default_root(path: Path, video_root: str | Path | None) -> Path:
+    return Path(video_root) if video_root is not None else (path if path.is_dir() else path.parent)
+
+
+def compound_majority(path: str | Path) -> tuple[str, int]:
+    """One C-EXPR-DB annotation file -> (its majority compound class, the number of labelled frames).
+
+    The first non-empty line names the classes (``Fearfully_Surprised,Happily_Surprised,...``); each following line is
+    the class index of one frame, ``-1`` where the frame is not labelled. Ties go to the class seen first.
+    """
+    path = Path(path)
+    lines = [(i, s.strip()) for i, s in enumerate(read_text(path).splitlines(), 1) if s.strip()]
+    if not lines:
+        raise DataError("empty annotation file", path)
+    header_line, header = lines[0]
+    classes = []
+    for name in header.split(","):
+        try:
+            classes.append(normalize_compound(name.replace("_", " ")))
+        except UnknownLabelError as e:
+            raise DataError(f"line {header_line}: {e}", path) from None
+    votes: Counter[int] = Counter()
+    for line, text in lines[1:]:
+        try:
+            index = int(text)
+        except ValueError:
+            raise DataError(f"line {line}: expected a class index, got {text!r}", path) from None
+        if index == -1:
+            continue
+        if not 0 <= index < len(classes):
+            raise DataError(f"line {line}: class index {index} outside 0-{len(classes) - 1}", path)
+        votes[index] += 1
+    if not votes:
+        raise DataError("no labelled frame", path)
+    return classes[votes.most_common(1)[0][0]], sum(votes.values())
+
+
 def load_compound_labels(
     path: str | Path, video_root: str | Path | None = None, video_suffix: str = ".mp4"
 ) -> list[LabeledClip]:
@@ -219,52 +333,30 @@ def load_compound_labels(
     the class index of one frame, ``-1`` where the frame is not labelled. The clip takes the majority class.
     """
     path = Path(path)
-    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
-    if not files:
-        raise DataError("no .txt annotation files", path)
-    root = Path(video_root) if video_root is not None else (path if path.is_dir() else path.parent)
+    root = _default_root(path, video_root)
     clips = []
-    for f in files:
-        lines = _read_text(f).splitlines()
-        if not lines:
-            raise DataError("empty annotation file", f)
-        classes = []
-        for name in lines[0].split(","):
-            try:
-                classes.append(normalize_compound(name.replace("_", " ")))
-            except UnknownLabelError as e:
-                raise DataError(f"line 1: {e}", f) from None
-        votes: Counter[int] = Counter()
-        for line, text in enumerate(lines[1:], 2):
-            if not text.strip():
-                continue
-            try:
-                index = int(text.strip())
-            except ValueError:
-                raise DataError(f"line {line}: expected a class index, got {text.strip()!r}", f) from None
-            if index == -1:
-                continue
-            if not 0 <= index < len(classes):
-                raise DataError(f"line {line}: class index {index} outside 0-{len(classes) - 1}", f)
-            votes[index] += 1
-        if not votes:
-            raise DataError("no labelled frame", f)
-        label = classes[votes.most_common(1)[0][0]]
+    for f in label_files(path, ".txt"):
+        label, labelled = compound_majority(f)
         clips.append(
             LabeledClip(
                 id=f.stem,
                 video=_resolve(f.stem + video_suffix, root),
                 compound=label,
                 source=f"{f}:1",
-                extra={"labelled_frames": sum(votes.values())},
+                extra={"labelled_frames": labelled},
             )
         )
     return clips
 
 
-def load_caption_json(path: str | Path, video_root: str | Path | None = None) -> list[LabeledClip]:
+def load_caption_json(
+    path: str | Path, video_root: str | Path | None = None, *, require_video: bool = True
+) -> list[LabeledClip]:
     """Read FEC-Bench-style captions: a JSON list of objects (or an object keyed by clip id) with ``video`` and
-    ``caption``; optional ``id``, ``emotion``, ``compound``, ``aus``, ``audio``. Errors name the entry index."""
+    ``caption``; optional ``id``, ``emotion``, ``compound``, ``aus``, ``audio``. Errors name the entry index.
+
+    ``require_video=False`` accepts entries that name only an ``id`` (the evaluation harness finds their media from
+    the id); their ``video`` is ``None``."""
     path = Path(path)
     root = Path(video_root) if video_root is not None else path.parent
     data = read_json(path)
@@ -280,8 +372,11 @@ def load_caption_json(path: str | Path, video_root: str | Path | None = None) ->
         if not isinstance(e, dict):
             raise DataError(f"{where}: expected an object, got {json.dumps(e)[:60]}", path)
         video, caption = e.get("video"), e.get("caption")
-        if not isinstance(video, str) or not video:
-            raise DataError(f"{where}: missing 'video'", path)
+        named_by_id = not require_video and video is None and isinstance(e.get("id"), str) and bool(e["id"])
+        if not named_by_id and (not isinstance(video, str) or not video):
+            raise DataError(
+                f"{where}: missing 'video'" if require_video else f"{where}: missing 'id' or 'video'", path
+            )
         if not isinstance(caption, str) or not caption.strip():
             raise DataError(f"{where}: missing or empty 'caption'", path)
         try:
@@ -293,7 +388,7 @@ def load_caption_json(path: str | Path, video_root: str | Path | None = None) ->
         clips.append(
             LabeledClip(
                 id=str(e.get("id") or _clip_id(video)),
-                video=_resolve(video, root),
+                video=_resolve(video, root) if video is not None else None,
                 audio=_resolve(e["audio"], root) if e.get("audio") else None,
                 emotion=emotion,
                 compound=compound,
@@ -312,17 +407,16 @@ def load_au_clips(
     intensity: bool = False,
     min_fraction: float = 0.1,
     video_suffix: str = ".mp4",
+    aus: Collection[str] | None = None,
 ) -> list[LabeledClip]:
     """One clip per BP4D/DISFA-style AU file (``path`` is a ``.csv`` file or a folder of them); the clip's AU set is
-    :meth:`AUOccurrence.clip_aus` and its video is the file's stem plus ``video_suffix`` under ``video_root``."""
+    :meth:`AUOccurrence.clip_aus` over the ``aus`` columns (default: all) and its video is the file's stem plus
+    ``video_suffix`` under ``video_root``."""
     path = Path(path)
-    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
-    if not files:
-        raise DataError("no .csv AU files", path)
-    root = Path(video_root) if video_root is not None else (path if path.is_dir() else path.parent)
+    root = _default_root(path, video_root)
     clips = []
-    for f in files:
-        occ = load_au_occurrence(f, intensity=intensity)
+    for f in label_files(path, ".csv"):
+        occ = load_au_occurrence(f, intensity=intensity, aus=aus)
         clips.append(
             LabeledClip(
                 id=f.stem,

@@ -14,15 +14,15 @@ from __future__ import annotations
 import ast
 import csv
 import json
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emoreason.data import formats
 from emoreason.errors import ConfigError, DataError
-from emoreason.knowledge.facs import OCCURRENCE_THRESHOLD, normalize_au
-from emoreason.knowledge.taxonomy import UnknownLabelError, normalize_compound, normalize_emotion
+from emoreason.knowledge.facs import OCCURRENCE_THRESHOLD
+from emoreason.knowledge.taxonomy import UnknownLabelError, normalize_emotion
 
 
 @dataclass
@@ -55,18 +55,9 @@ def _paths(root: Path, args: dict, sample_id: str, where: str) -> tuple[Path | N
     return video, evidence
 
 
-def _open(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise DataError("file not found", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read: {e}", path) from None
-
-
 def _rows(path: Path, delimiter: str, header: bool) -> list[tuple[int, dict[str, str] | list[str]]]:
     """CSV rows with their 1-based line numbers; dicts when the file has a header row."""
-    lines = _open(path)
+    lines = formats.read_text(path).splitlines()
     rows = [line.split() for line in lines] if delimiter == " " else list(csv.reader(lines, delimiter=delimiter))
     numbered = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
     if not header:
@@ -130,137 +121,48 @@ def load_label_table(root: Path, args: dict) -> list[Sample]:
     return samples
 
 
-def _clip_aus(frames: dict[str, list[bool]], min_fraction: float) -> list[str]:
-    return sorted(
-        (a for a, occ in frames.items() if occ and sum(occ) / len(occ) >= min_fraction), key=lambda a: int(a[2:])
-    )
-
-
 def load_bp4d_occurrence(root: Path, args: dict) -> list[Sample]:
-    """BP4D ``AUCoding/AU_OCC/<subject>_<task>.csv``: header row of AU numbers (first column = frame), values 0/1,
-    9 = not coded (ignored). A clip's reference AUs occur in at least ``min_fraction`` of its coded frames."""
+    """BP4D ``AUCoding/AU_OCC/<subject>_<task>.csv`` (:func:`formats.load_au_occurrence` over the ``aus`` columns;
+    9 = not coded). A clip's reference AUs occur in at least ``min_fraction`` of its coded frames."""
     folder = root / _need(args, "occ_dir", "bp4d_occurrence")
-    files = sorted(folder.glob("*.csv"))
-    if not files:
-        raise DataError("no AU occurrence CSV files", folder)
-    keep = {normalize_au(a) for a in _need(args, "aus", "bp4d_occurrence")}
-    samples = []
-    for path in files:
-        rows = _rows(path, ",", False)
-        if not rows:
-            raise DataError("empty file", path)
-        header = rows[0][1]
-        cols: dict[int, str] = {}
-        for k, name in enumerate(header[1:], 1):
-            try:
-                code = normalize_au(f"AU{int(float(name))}")
-            except ValueError:
-                continue
-            if code in keep:
-                cols[k] = code
-        missing = keep - set(cols.values())
-        if missing:
-            raise DataError(f"line {rows[0][0]}: header lacks AU columns {sorted(missing)}", path)
-        frames: dict[str, list[bool]] = {a: [] for a in cols.values()}
-        for line, row in rows[1:]:
-            if len(row) != len(header):
-                raise DataError(f"line {line}: expected {len(header)} columns, got {len(row)}", path)
-            for k, code in cols.items():
-                v = row[k].strip()
-                if v not in ("0", "1", "9"):
-                    raise DataError(f"line {line}: {code} value {v!r} is not 0, 1 or 9", path)
-                if v != "9":
-                    frames[code].append(v == "1")
-        sid = path.stem
-        video, evidence = _paths(root, args, sid, str(path))
-        aus = _clip_aus(frames, float(args.get("min_fraction", 0.5)))
-        samples.append(Sample(sid, {"aus": aus}, video, evidence, {}, str(path)))
-    return samples
+    clips = formats.load_au_clips(
+        folder, aus=_need(args, "aus", "bp4d_occurrence"), min_fraction=float(args.get("min_fraction", 0.5))
+    )
+    return [Sample(c.id, {"aus": c.aus}, *_paths(root, args, c.id, c.source), {}, c.source) for c in clips]
 
 
 def load_disfa_intensity(root: Path, args: dict) -> list[Sample]:
-    """DISFA ``ActionUnit_Labels/<SN>/<SN>_au<k>.txt``: lines ``frame,intensity`` (0-5). A frame shows the AU when
+    """DISFA ``ActionUnit_Labels/<SN>/<SN>_au<k>.txt`` (:func:`formats.load_disfa_labels`): a frame shows the AU when
     intensity >= ``facs.OCCURRENCE_THRESHOLD`` (2); a clip's reference AUs occur in >= ``min_fraction`` of frames."""
     folder = root / _need(args, "labels_dir", "disfa_intensity")
     subjects = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if not subjects:
         raise DataError("no subject folders", folder)
-    aus = [normalize_au(a) for a in _need(args, "aus", "disfa_intensity")]
+    aus = _need(args, "aus", "disfa_intensity")
     threshold = float(args.get("threshold", OCCURRENCE_THRESHOLD))
     samples = []
     for subject in subjects:
-        frames: dict[str, list[bool]] = {}
-        for code in aus:
-            path = subject / f"{subject.name}_au{code[2:]}.txt"
-            occ = []
-            for line, row in _rows(path, ",", False):
-                try:
-                    occ.append(float(row[1]) >= threshold)
-                except (IndexError, ValueError):
-                    raise DataError(f"line {line}: expected 'frame,intensity', got {','.join(row)!r}", path) from None
-            frames[code] = occ
+        occ = formats.load_disfa_labels(subject, aus, threshold=threshold)
         video, evidence = _paths(root, args, subject.name, str(subject))
-        ref = _clip_aus(frames, float(args.get("min_fraction", 0.5)))
+        ref = occ.clip_aus(float(args.get("min_fraction", 0.5)))
         samples.append(Sample(subject.name, {"aus": ref}, video, evidence, {}, str(subject)))
     return samples
 
 
 def load_frame_compounds(root: Path, args: dict) -> list[Sample]:
-    """C-EXPR-DB style ``<annotations>/<video>.txt``: first line the class names (comma-separated), then one class
-    index per frame (-1 = not annotated). A clip's reference is its most frequent annotated class (ties: first)."""
+    """C-EXPR-DB style ``<annotations>/<video>.txt`` (:func:`formats.compound_majority`): first line the class names,
+    then one class index per frame (-1 = not annotated). A clip's reference is its most frequent annotated class."""
     folder = root / _need(args, "annotations_dir", "frame_compounds")
-    files = sorted(folder.glob("*.txt"))
-    if not files:
-        raise DataError("no annotation .txt files", folder)
-    samples = []
-    for path in files:
-        lines = [(i, s.strip()) for i, s in enumerate(_open(path), 1) if s.strip()]
-        if not lines:
-            raise DataError("empty file", path)
-        names = []
-        for name in lines[0][1].split(","):
-            try:
-                names.append(normalize_compound(name.replace("_", " ")))
-            except UnknownLabelError:
-                raise DataError(f"line {lines[0][0]}: unknown compound class {name!r}", path) from None
-        counts: Counter[str] = Counter()
-        for line, s in lines[1:]:
-            try:
-                k = int(s)
-            except ValueError:
-                raise DataError(f"line {line}: expected a class index, got {s!r}", path) from None
-            if k == -1:
-                continue
-            if not 0 <= k < len(names):
-                raise DataError(f"line {line}: class index {k} outside 0..{len(names) - 1}", path)
-            counts[names[k]] += 1
-        if not counts:
-            raise DataError("no annotated frame", path)
-        video, evidence = _paths(root, args, path.stem, str(path))
-        samples.append(Sample(path.stem, {"compound": counts.most_common(1)[0][0]}, video, evidence, {}, str(path)))
-    return samples
+    clips = formats.load_compound_labels(folder)
+    return [Sample(c.id, {"compound": c.compound}, *_paths(root, args, c.id, c.source), {}, c.source) for c in clips]
 
 
 def load_caption_json(root: Path, args: dict) -> list[Sample]:
-    """A JSON list of ``{"id": ..., "caption": ...}`` objects (FEC-Bench style temporal captions)."""
-    from emoreason.io import read_json
-
+    """A JSON list of ``{"id": ..., "caption": ...}`` objects (FEC-Bench style temporal captions), read by
+    :func:`formats.load_caption_json`; media come from the ``media``/``evidence`` patterns, not a ``video`` field."""
     path = root / _need(args, "file", "caption_json")
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataError("expected a JSON list of {id, caption} objects", path)
-    samples = []
-    for k, item in enumerate(data):
-        where = f"{path}: item {k}"
-        if (
-            not isinstance(item, dict)
-            or not isinstance(item.get("id"), str)
-            or not isinstance(item.get("caption"), str)
-        ):
-            raise DataError(f"item {k}: needs string fields 'id' and 'caption'", path)
-        video, evidence = _paths(root, args, item["id"], where)
-        samples.append(Sample(item["id"], {"caption": item["caption"]}, video, evidence, {}, where))
-    return samples
+    clips = formats.load_caption_json(path, require_video=False)
+    return [Sample(c.id, {"caption": c.caption}, *_paths(root, args, c.id, c.source), {}, c.source) for c in clips]
 
 
 def _word_list(value: str, path: Path, line: int) -> list[str]:
