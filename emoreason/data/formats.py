@@ -87,8 +87,13 @@ def _emotion(label: str, path: Path, line: int) -> str:
         if index not in DFEW_CLASSES:
             raise DataError(f"line {line}: class index {index} is not a DFEW class (1-7)", path)
         return DFEW_CLASSES[index]
+    return emotion_label(text, path, line)
+
+
+def emotion_label(value: str, path: Path, line: int) -> str:
+    """A dataset's emotion word -> our label (:func:`taxonomy.normalize_emotion`); unknown is a DataError at ``line``."""
     try:
-        return normalize_emotion(text)
+        return normalize_emotion(value)
     except UnknownLabelError as e:
         raise DataError(f"line {line}: {e}", path) from None
 

@@ -22,7 +22,6 @@ from typing import Any
 from emoreason.data import formats
 from emoreason.errors import ConfigError, DataError
 from emoreason.knowledge.facs import OCCURRENCE_THRESHOLD
-from emoreason.knowledge.taxonomy import UnknownLabelError, normalize_emotion
 
 
 @dataclass
@@ -82,7 +81,7 @@ def _cell(row: dict[str, str] | list[str], column: str | int, path: Path, line: 
 
 def _label(value: str, args: dict, path: Path, line: int) -> str:
     """A dataset label → our emotion label: ``label_names[int(value) - label_base]`` for index labels, then
-    ``label_map`` (dataset name → our name), then :func:`taxonomy.normalize_emotion`."""
+    ``label_map`` (dataset name → our name), then :func:`formats.emotion_label`."""
     names = args.get("label_names")
     if names is not None:
         try:
@@ -90,10 +89,7 @@ def _label(value: str, args: dict, path: Path, line: int) -> str:
         except (ValueError, IndexError):
             raise DataError(f"line {line}: label {value!r} is not an index into {len(names)} classes", path) from None
     value = args.get("label_map", {}).get(value.strip().lower(), value)
-    try:
-        return normalize_emotion(value)
-    except UnknownLabelError:
-        raise DataError(f"line {line}: unknown emotion label {value!r}", path) from None
+    return formats.emotion_label(value, path, line)
 
 
 def _groups(root: Path, spec: dict) -> dict[str, dict[str, str]]:
