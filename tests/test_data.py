@@ -322,8 +322,6 @@ def test_build_rows_is_deterministic_and_round_trips(clips, tmp_path):
 
 
 def test_build_rows_with_the_real_engine(tmp_path):
-    pytest.importorskip("emoreason.reasoning.engine")
-    pytest.importorskip("emoreason.reasoning.faithfulness")
     ev = make_evidence(tmp_path / "e.json", [("AU6", 0.3, 0.8, 1.8, 3.5), ("AU12", 0.3, 0.9, 1.9, 4.0)])
     rows, stats = build_rows([LabeledClip("h", evidence=str(ev), emotion="happiness", aus=["AU6", "AU12"])])
     assert stats.dropped_unfaithful == 0

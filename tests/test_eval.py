@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import shutil
@@ -436,7 +437,6 @@ def test_evidence_text_names_aus_and_times():
 
 def test_video_sample_goes_through_perception(tmp_path, astronaut_clip):
     """A sample with a clip and no precomputed evidence is perceived on the fly (the smiling astronaut)."""
-    pytest.importorskip("emoreason.perception.pipeline")
     shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
     (tmp_path / "dfew/Clip/original/00001.evidence.json").unlink()
     shutil.copy(astronaut_clip, tmp_path / "dfew/Clip/original/00001.mp4")
@@ -474,7 +474,6 @@ def test_send_video_attaches_the_clip(tmp_path, astronaut_clip):
 
 
 def test_engine_adapter_end_to_end(tmp_path):
-    pytest.importorskip("emoreason.reasoning.engine")
     from emoreason.cli import main
 
     argv = ["-q", "eval", "--tasks", ",".join(ALL_TASKS), "--model", "engine", "--data-root", str(FIXTURES)]
@@ -505,8 +504,6 @@ def test_engine_adapter_end_to_end(tmp_path):
 
 
 def test_engine_on_a_real_clip(tmp_path, astronaut_clip):
-    pytest.importorskip("emoreason.reasoning.engine")
-    pytest.importorskip("emoreason.perception.pipeline")
     shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
     (tmp_path / "dfew/Clip/original/00001.evidence.json").unlink()
     shutil.copy(astronaut_clip, tmp_path / "dfew/Clip/original/00001.mp4")
@@ -536,7 +533,7 @@ def test_doctests():
 
 def test_against_the_project_server(tmp_path, astronaut_clip, two_faces_clip):
     """`emoreason serve` on a real local socket, clips sent alone (its full analysis), two requests at a time."""
-    server_mod = pytest.importorskip("emoreason.serving.server")
+    server_mod = importlib.import_module("emoreason.serving.server")
     import uvicorn
 
     from emoreason.serving.settings import Settings
@@ -569,7 +566,6 @@ def test_against_the_project_server(tmp_path, astronaut_clip, two_faces_clip):
 
 def test_checkpoint_adapter(tmp_path):
     """A tiny random chat checkpoint end to end (its output is noise: only the plumbing is checked)."""
-    pytest.importorskip("emoreason.serving.engines")
     from tests.fixtures.train.tiny_model import default_corpus, make_tiny_model
 
     ckpt = make_tiny_model(tmp_path / "ckpt", default_corpus())

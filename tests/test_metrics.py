@@ -300,7 +300,6 @@ def test_rouge_l_hand_computed():
 
 
 def test_faithfulness_delegates_to_reasoning_module():
-    pytest.importorskip("emoreason.reasoning.faithfulness")
     from emoreason.evidence import Evidence, MediaInfo
 
     ev = Evidence(media=MediaInfo(path="x.mp4", duration_s=1.0, has_video=True, has_audio=False))

@@ -153,7 +153,6 @@ def test_faithfulness_reward_counts_unsupported_claims(monkeypatch, evidence_fil
 
 
 def test_faithfulness_reward_with_the_real_checker(evidence_file):
-    pytest.importorskip("emoreason.reasoning.faithfulness")
     good = format_answer("Key observations: AU6 and AU12 from 0.4 s to 1.6 s.", "happy")
     bad = format_answer("Key observations: AU9 and AU15 at 2.5 s.", "disgust")
     r_good, r_bad = R.faithfulness_reward([good, bad], evidence=[str(evidence_file)] * 2)
@@ -174,7 +173,6 @@ def test_caption_reward_uses_metrics(monkeypatch):
 
 
 def test_caption_reward_with_the_real_metric():
-    pytest.importorskip("emoreason.metrics")
     ref = "The man raises his cheeks and smiles broadly."
     close = format_answer("The man raises his cheeks and smiles broadly.", "happy")
     far = format_answer("Nothing.", "neutral")
