@@ -12,7 +12,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+try:
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:
+    SubConfigSpec = None
 
 from emoreason.knowledge.facs import PERCEIVED_AUS
 
@@ -84,7 +88,10 @@ class EmoReasonConfig(PreTrainedConfig):
     """
 
     model_type = "emoreason"
-    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2")}
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2")}
+    else:
+        sub_configs = {"text_config": AutoConfig}
 
     text_config: dict | PreTrainedConfig | None = None
     face_config: dict = field(default_factory=dict)
@@ -109,6 +116,13 @@ class EmoReasonConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
+        if SubConfigSpec is None:
+            tc = self.text_config
+            if tc is None:
+                tc = {"model_type": "qwen2"}
+            if isinstance(tc, dict):
+                tc = dict(tc)
+                self.text_config = AutoConfig.for_model(tc.pop("model_type", "qwen2"), **tc)
         super().__post_init__(**kwargs)
         self.face_config = _merge(FACE_DEFAULTS, self.face_config, "face_config")
         self.audio_config = _merge(AUDIO_DEFAULTS, self.audio_config, "audio_config")
