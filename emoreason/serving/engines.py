@@ -2,18 +2,22 @@
 
 ``engine`` (:class:`KnowledgeEngine`) needs no weights. ``transformers`` (:class:`TransformersEngine`) runs a local
 chat checkpoint fine-tuned on the training prompts (``prompts/train_*_v1.md``): it writes the analysis in the shared
-``<think>/<answer>`` format and answers questions from the evidence. ``vllm`` is not available in this build and
-raises a :class:`~emoreason.errors.ModelError` saying so.
+``<think>/<answer>`` format and answers questions from the evidence. ``vllm`` (:class:`VLLMEngine`) runs the same
+checkpoint and prompts on vLLM (its own environment: ``scripts/make_vllm_env.sh``; EmoReason checkpoints load through
+the plugin in :mod:`emoreason.serving.vllm_plugin`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
 from emoreason.errors import ConfigError, ModelError
 from emoreason.evidence import Evidence
+from emoreason.reasoning.backends import ChatBackend, Message
 from emoreason.reasoning.engine import Analysis, analyze
 from emoreason.reasoning.qa import QAAnswer, ask
 
@@ -98,6 +102,61 @@ class TransformersEngine:
         return ask(evidence, question, backend=self.backend, history=history, analysis=analysis)
 
 
+class VLLMChat(ChatBackend):
+    """A chat backend on an in-process ``vllm.LLM``: greedy decoding, one request at a time (the LLM is not
+    thread-safe; the server's worker threads share it through a lock)."""
+
+    name = "vllm"
+
+    def __init__(self, llm: object, max_new_tokens: int) -> None:
+        from vllm import SamplingParams
+
+        self.llm = llm
+        self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self._lock = threading.Lock()
+
+    def chat(self, messages: list[Message]) -> str:
+        with self._lock:
+            out = self.llm.chat(messages, self.params, use_tqdm=False)
+        return out[0].outputs[0].text.strip()
+
+
+class VLLMEngine(TransformersEngine):
+    """:class:`TransformersEngine`'s prompts and parsing with generation on vLLM (``vllm.LLM(model=DIR)``).
+
+    ``llm_kwargs`` go to ``vllm.LLM`` (e.g. ``max_model_len``, ``dtype``). On the CPU build the KV cache defaults to
+    1 GiB (``VLLM_CPU_KVCACHE_SPACE``) unless set in the environment.
+    """
+
+    name = "vllm"
+
+    def __init__(self, path: str | Path | None, max_new_tokens: int = 384, **llm_kwargs: object) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ModelError(
+                "the vllm engine needs vLLM, which lives in its own environment: run scripts/make_vllm_env.sh and "
+                "start the server with .venv-vllm/bin/emoreason serve --engine vllm --model DIR"
+            ) from e
+        if path is None:
+            raise ConfigError("the vllm engine needs --model DIR (a local checkpoint folder)")
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ModelError("not a checkpoint folder (no config.json)", path)
+        from emoreason.serving.vllm_plugin import guard_llvmlite, register
+
+        register()
+        guard_llvmlite()
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        try:
+            llm = LLM(model=str(path), tokenizer=str(path), **llm_kwargs)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelError(f"vLLM cannot load the checkpoint: {e}", path) from e
+        if not getattr(llm.get_tokenizer(), "chat_template", None):
+            raise ModelError("the tokenizer has no chat template; a chat model is needed", path)
+        self.backend = VLLMChat(llm, max_new_tokens)
+
+
 def make_engine(kind: str, model: str | Path | None = None) -> Engine:
     """The engine named ``kind`` (``engine``, ``transformers`` or ``vllm``); raises a clear error when it cannot run."""
     if kind == "engine":
@@ -107,5 +166,5 @@ def make_engine(kind: str, model: str | Path | None = None) -> Engine:
             raise ConfigError("the transformers engine needs --model DIR (a local checkpoint folder)")
         return TransformersEngine(model)
     if kind == "vllm":
-        raise ModelError("the vllm engine is not available in this build; use --engine engine or transformers")
+        return VLLMEngine(model)
     raise ConfigError(f"unknown engine {kind!r}; use engine, transformers or vllm")

@@ -8,14 +8,29 @@ the transformers config class is registered with ``AutoConfig`` (no ``trust_remo
 from __future__ import annotations
 
 import logging
+import sys
 
 ARCHITECTURE = "EmoReasonForConditionalGeneration"
 MODEL_PATH = "emoreason.serving.vllm_model:EmoReasonVLLMForConditionalGeneration"
 log = logging.getLogger(__name__)
 
 
+def guard_llvmlite() -> None:
+    """Let a vLLM engine start in a process that has imported librosa (→ numba → llvmlite), as the server has.
+
+    vLLM 0.32's CPU Triton-kernel rebinding calls ``vars()`` on every module attribute; ``llvmlite.binding.ffi.lib``
+    answers ``__dict__`` through its lazy ``__getattr__`` with a ctypes wrapper, and engine start-up fails with
+    ``'_lib_fn_wrapper' object has no attribute 'get'``. Pre-seeding that lookup with an empty dict is harmless
+    (nothing reads ``lib.__dict__``). :func:`register` calls it, i.e. every ``vllm.LLM(...)`` start."""
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    fntab = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(fntab, dict):
+        fntab.setdefault("__dict__", {})
+
+
 def register() -> None:
     """Register EmoReason with vLLM's ModelRegistry once per process."""
+    guard_llvmlite()
     from vllm import ModelRegistry
 
     import emoreason.models.emoreason  # noqa: F401  (AutoConfig/AutoModel registration for model_type "emoreason")
