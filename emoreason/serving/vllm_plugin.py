@@ -21,7 +21,13 @@ def guard_llvmlite() -> None:
     vLLM 0.32's CPU Triton-kernel rebinding calls ``vars()`` on every module attribute; ``llvmlite.binding.ffi.lib``
     answers ``__dict__`` through its lazy ``__getattr__`` with a ctypes wrapper, and engine start-up fails with
     ``'_lib_fn_wrapper' object has no attribute 'get'``. Pre-seeding that lookup with an empty dict is harmless
-    (nothing reads ``lib.__dict__``). :func:`register` calls it, i.e. every ``vllm.LLM(...)`` start."""
+    (nothing reads ``lib.__dict__``). llvmlite is imported here when installed, so one call (from :func:`register`,
+    i.e. the first ``vllm.LLM(...)`` of the process) covers a librosa import that comes later."""
+    import importlib
+    import importlib.util
+
+    if "llvmlite.binding.ffi" not in sys.modules and importlib.util.find_spec("llvmlite") is not None:
+        importlib.import_module("llvmlite.binding.ffi")
     ffi = sys.modules.get("llvmlite.binding.ffi")
     fntab = getattr(getattr(ffi, "lib", None), "_fntab", None)
     if isinstance(fntab, dict):
