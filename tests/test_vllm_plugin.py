@@ -138,3 +138,29 @@ def test_batched_parity_across_modalities_and_lengths(tiny) -> None:
         assert list(out.prompt_token_ids) == ids[i], f"case {_CASES[i]}: prompt tokens"
         assert list(got.token_ids) == want[i], f"case {_CASES[i]}: greedy tokens"
         assert got.logprobs[0][got.token_ids[0]].logprob == pytest.approx(first_lp[i], abs=1e-3)
+
+
+def test_parity_with_a_llama_text_model(tmp_path) -> None:
+    """The text model is not always Qwen2 (SmolLM2 bases are Llama): vLLM builds the text config's own class."""
+    import torch
+    from transformers import AutoProcessor
+    from vllm import LLM, SamplingParams
+
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration
+    from emoreason.models.emoreason.testing import tiny_audio, tiny_evidence, tiny_model_dir
+
+    d = tiny_model_dir(tmp_path, text_config={"model_type": "llama"})
+    proc = AutoProcessor.from_pretrained(d)
+    model = EmoReasonForConditionalGeneration.from_pretrained(d).eval()
+    assert model.config.text_config.model_type == "llama"
+    prompt = proc.render([{"role": "user", "content": "<|face|><|audio|>What emotion does the person show?"}])[0]
+    x = proc(text=[prompt], evidence=[tiny_evidence()], audio=[tiny_audio()])
+    with torch.no_grad():
+        y = model.generate(**x, max_new_tokens=12, do_sample=False)
+    want = y[0, x["input_ids"].shape[1] :].tolist()
+    mm = {m: {f"{m}_values": x[f"{m}_values"][0], f"{m}_mask": x[f"{m}_mask"][0]} for m in ("face", "audio")}
+    llm = LLM(model=str(d), dtype="float32", max_model_len=256, enforce_eager=True, enable_mm_embeds=True)
+    out = llm.generate({"prompt": prompt, "multi_modal_data": mm}, SamplingParams(max_tokens=12, temperature=0))
+    got = list(out[0].outputs[0].token_ids)
+    eos = proc.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert got == (want[: want.index(eos) + 1] if eos in want else want)

@@ -184,7 +184,9 @@ class EmoReasonVLLMForConditionalGeneration(nn.Module, SupportsMultiModal, Suppo
             vllm_config=vllm_config,
             hf_config=config.text_config,
             prefix=maybe_prefix(prefix, "language_model"),
-            architectures=["Qwen2ForCausalLM"],
+            # the text model's own class: Qwen2 by default, Llama for SmolLM2-based builds
+            architectures=list(getattr(config.text_config, "architectures", None) or [])
+            or [type(config.text_config).__name__.removesuffix("Config") + "ForCausalLM"],
         )
         self.make_empty_intermediate_tensors = self.language_model.make_empty_intermediate_tensors
 
