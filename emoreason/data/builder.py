@@ -31,6 +31,7 @@ from tqdm import tqdm
 from emoreason.errors import ConfigError, DataError
 from emoreason.evidence import Evidence
 from emoreason.io import atomic_write_text, iter_jsonl
+from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
 from emoreason.parsing import format_answer, parse_output
 from emoreason.prompts import load_prompt, render_prompt
 
@@ -239,6 +240,13 @@ def default_evidence_formatter() -> Callable[[Evidence], str]:
     return evidence_to_text
 
 
+def system_prompt_text(name: str = "train_system_v1", prompts_dir: str | Path | None = None) -> str:
+    """The system turn that teaches the answer format, with the label lists filled in from the taxonomy."""
+    return render_prompt(
+        name, prompts_dir=prompts_dir, emotions=", ".join(ALL_EMOTIONS), compounds=", ".join(COMPOUND_LABELS)
+    )
+
+
 def prompt_messages(
     row: dict,
     *,
@@ -255,10 +263,7 @@ def prompt_messages(
         evidence=_evidence_text(str(row["evidence"]), formatter),
         question=row["question"],
     )
-    from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
-
-    system = load_prompt(system_prompt, prompts_dir)
-    system = system.replace("{emotions}", ", ".join(ALL_EMOTIONS)).replace("{compounds}", ", ".join(COMPOUND_LABELS))
+    system = system_prompt_text(system_prompt, prompts_dir)
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": user},

@@ -69,14 +69,11 @@ class TransformersEngine:
         self.backend = TransformersBackend(path, max_new_tokens=max_new_tokens)
 
     def messages(self, evidence: Evidence, question: str = ANALYSIS_QUESTION) -> list[dict[str, str]]:
+        from emoreason.data.builder import system_prompt_text
         from emoreason.evidence_text import evidence_to_text
-        from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
         from emoreason.prompts import load_prompt
 
-        system = load_prompt("train_system_v1")
-        system = system.replace("{emotions}", ", ".join(ALL_EMOTIONS)).replace(
-            "{compounds}", ", ".join(COMPOUND_LABELS)
-        )
+        system = system_prompt_text()
         user = load_prompt("train_user_v1").format(evidence=evidence_to_text(evidence), question=question)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

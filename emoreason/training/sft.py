@@ -131,14 +131,10 @@ class EvidenceCollator:
     processor turns the row's Evidence into encoder inputs, and the loss covers the answer only."""
 
     def __init__(self, processor: Any, system_prompt: str = "train_system_v1") -> None:
-        from emoreason.data.builder import load_prompt
-        from emoreason.knowledge.taxonomy import ALL_EMOTIONS, COMPOUND_LABELS
+        from emoreason.data.builder import system_prompt_text
 
         self.processor = processor
-        system = load_prompt(system_prompt)
-        self.system = system.replace("{emotions}", ", ".join(ALL_EMOTIONS)).replace(
-            "{compounds}", ", ".join(COMPOUND_LABELS)
-        )
+        self.system = system_prompt_text(system_prompt)
 
     def prompt(self, row: dict) -> str:
         from emoreason.models.emoreason.processing_emoreason import FACE_TOKEN
