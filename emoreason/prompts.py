@@ -15,7 +15,8 @@ PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 
 
 def prompt_names(prompts_dir: str | Path | None = None) -> list[str]:
-    return sorted(p.stem for p in Path(prompts_dir or PROMPTS_DIR).glob("*.md"))
+    """Names of the versioned prompt files (``<name>_v<N>.md``; the folder's README is not a prompt)."""
+    return sorted(p.stem for p in Path(prompts_dir or PROMPTS_DIR).glob("*_v*.md"))
 
 
 def load_prompt(name: str, prompts_dir: str | Path | None = None) -> str:
