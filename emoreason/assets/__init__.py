@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 ASSET_DIR = Path(__file__).resolve().parent
@@ -23,11 +22,9 @@ FACE_MODELS: dict[str, tuple[str, str, str]] = {
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from emoreason.io import sha256_file
+
+    return sha256_file(path)
 
 
 def face_model_path(name: str) -> Path:

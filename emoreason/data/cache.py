@@ -15,6 +15,7 @@ from pathlib import Path
 
 from emoreason.errors import DataError, MediaError
 from emoreason.evidence import Evidence
+from emoreason.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,10 @@ _CHUNK = 1 << 20
 
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
+        return sha256_file(path)
     except FileNotFoundError:
         raise MediaError("file not found", path) from None
-    return h.hexdigest()
 
 
 class FeatureCache:

@@ -9,7 +9,6 @@ the six parts joined in order are one GGUF).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emoreason.errors import ModelError
+from emoreason.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,6 @@ def _package_file(package: str, member: str, install: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def packaged_gguf(name: str, cache_dir: Path | None = None) -> Path:
     """Path of the base's GGUF file (joined from its parts into the cache when split), checksum verified."""
     if name not in BASES:
@@ -89,7 +81,7 @@ def packaged_gguf(name: str, cache_dir: Path | None = None) -> Path:
                     with open(f, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 22)
             tmp.replace(path)
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if not (digest.startswith(base.sha256_head) and digest.endswith(base.sha256_tail)):
         raise ModelError(f"checksum mismatch: sha256 {digest}, expected {base.sha256_head}…{base.sha256_tail}", path)
     return path

@@ -8,7 +8,6 @@ models detect the language themselves. Nothing is downloaded. Loaded models are 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from functools import lru_cache
@@ -18,6 +17,7 @@ import numpy as np
 
 from emoreason.errors import ModelError
 from emoreason.evidence import ModelVersion, Transcript, Word
+from emoreason.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,7 @@ def _is_english_only(path: Path, model) -> bool:
     return path.name.endswith(".en") or not model.model.is_multilingual
 
 
-@lru_cache(maxsize=8)
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = lru_cache(maxsize=8)(sha256_file)  # the model file is large: hash it once per path
 
 
 def model_version(model_path: str | Path | None = None) -> ModelVersion:

@@ -6,23 +6,12 @@ perception run instead of starting their own.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cache_key(digest: str, options: dict[str, Any]) -> str:

@@ -43,9 +43,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from emoreason import __version__
 from emoreason.errors import BackendError, ConfigError, EmoReasonError, ModelError
 from emoreason.evidence import Evidence
+from emoreason.io import sha256_file
 from emoreason.reasoning.engine import Analysis
 from emoreason.reasoning.qa import QAAnswer
-from emoreason.serving.cache import PerceptionCache, cache_key, sha256_file
+from emoreason.serving.cache import PerceptionCache, cache_key
 from emoreason.serving.engines import Engine, make_engine
 from emoreason.serving.settings import Settings
 
