@@ -405,3 +405,22 @@ def test_waiting_past_the_deadline_gets_504(clip):
         t.join(30)
         assert first["r"].status_code == 504
         engine.release.set()
+
+
+def test_serve_command_bad_port_and_port_in_use_are_one_line_errors():
+    import socket
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "emoreason", "serve", "--port", "99999"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip() == "emoreason: error: port must be between 0 and 65535, got 99999"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "emoreason", "serve", "--port", str(port)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == f"emoreason: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "Traceback" not in r.stderr

@@ -600,6 +600,15 @@ def serve(settings: Settings, engine: Engine | None = None) -> None:
     """Run the server with uvicorn until interrupted."""
     import uvicorn
 
+    import socket
+
+    try:  # a port in use or a host that does not resolve is a one-line error, not a traceback from inside uvicorn
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((settings.host, settings.port))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}") from None
     app = create_app(settings, engine)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: the server is reachable from other machines%s", settings.host,

@@ -44,6 +44,8 @@ class Settings:
         for name in ("max_upload_mb", "max_duration_s", "timeout_s", "fps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be between 0 and 65535, got {self.port}")
         if self.max_concurrency < 1 or self.queue_size < 0 or self.cache_size < 1:
             raise ConfigError("max_concurrency and cache_size must be at least 1 and queue_size at least 0")
         if self.media_root is not None:
