@@ -422,5 +422,8 @@ def test_serve_command_bad_port_and_port_in_use_are_one_line_errors():
         r = subprocess.run([sys.executable, "-m", "emoreason", "serve", "--port", str(port)],
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == f"emoreason: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert (
+        r.stderr.strip().splitlines()[-1]
+        == f"emoreason: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
     assert "Traceback" not in r.stderr

@@ -598,9 +598,9 @@ def _model_card(name: str) -> dict:
 
 def serve(settings: Settings, engine: Engine | None = None) -> None:
     """Run the server with uvicorn until interrupted."""
-    import uvicorn
-
     import socket
+
+    import uvicorn
 
     try:  # a port in use or a host that does not resolve is a one-line error, not a traceback from inside uvicorn
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
