@@ -76,3 +76,15 @@ def test_atomic_write_replaces_whole(tmp_path):
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_tree_is_ruff_clean():
+    """The style gate of STYLE.md (ruff, line length 119) runs with the tests, so CI enforces it."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff")
+    assert ruff, "ruff is part of the dev extra"
+    for args in (["check", "."], ["format", "--check", "."]):
+        r = subprocess.run([ruff, *args], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
