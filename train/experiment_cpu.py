@@ -1,13 +1,24 @@
-"""CPU learning experiment on the synthetic evidence -> emotion + AU task: untrained vs SFT vs SFT+GRPO.
+"""CPU learning experiment on the synthetic evidence -> emotion + AU task: untrained vs SFT vs SFT+GRPO, per seed, plus
+the compressor ablation (multimodal EmoReason model, SFT with use_compressor on vs off).
 
-    python train/experiment_cpu.py --out results/experiment_cpu [--sft-steps 300] [--grpo-steps 150]
+    python train/experiment_cpu.py --out results/experiment_cpu --seeds 0 1
 
-Writes train/held-out shards of the task (prototypical AU events per emotion with missing AUs, onset jitter and a
-distractor AU in 40 % of clips), a tiny random Qwen2 (hidden 64, 2 layers, BPE tokenizer on the task's text), trains
-it with the smoke recipes (full fine-tuning, overridden below), measures the greedy held-out rewards after each stage,
-and saves ``results.json`` and ``reward_curves.png`` (GRPO's per-step mean rewards on its own samples).
-The evidence is rendered by the test fixture's one-line-per-AU-event formatter, so the run does not depend on the
-prose of ``emoreason.evidence_text``.
+Task: train/held-out shards (240 / 120 clips, data seeds 10 / 12) of prototypical AU events per emotion with missing AUs
+(15 %), onset jitter and a distractor AU in 40 % of clips (``tests/fixtures/train/synth.py``). The gold AU set is the
+expression's AUs (never the distractor). The target is compact by default (``--target compact``: the AUs relied on and
+the conclusion in ``<think>``, then the answer JSON), so generation stays cheap on the CPU; ``--target reference``
+uses the fixture's longer CoT with onset/offset times.
+
+Text path: a tiny random Qwen2 (hidden 64, 2 layers, BPE tokenizer trained on the task's text) is trained from
+scratch with full fine-tuning: SFT, then GRPO from the SFT weights. Every stage is measured the same way: greedy
+answers on the same 120 held-out clips, mean format / emotion (= accuracy) / AU (2·F1 − 1) rewards.
+
+Ablation: the tiny random EmoReason model (``emoreason.models.emoreason.testing``) reads the clip's AU series through
+its face encoder (no evidence text in the prompt), SFT with the same steps and seed, compressor on vs off, measured
+with the same greedy held-out rewards.
+
+Writes ``results.json`` and ``reward_curves.png`` (GRPO's per-step mean rewards on its own samples, per seed, with the
+held-out SFT and SFT+GRPO levels) under ``--out``.
 """
 
 from __future__ import annotations
@@ -15,90 +26,173 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 REWARDS = ["format", "emotion", "au"]
+RECIPES = REPO / "train" / "recipes"
 
 
-def main() -> None:
-    import sys
+def compact_answer(emotion: str, aus: list[str]) -> str:
+    """The compact target: the AUs relied on and the conclusion, then the answer JSON."""
+    from emoreason.parsing import format_answer
 
-    sys.path.insert(0, str(REPO))  # the task generator and tiny model live with the test fixtures
+    return format_answer(f"Key observations: {', '.join(aus)}. Conclusion: {emotion}.", emotion, None, aus)
+
+
+def write_data(out: Path, n_train: int, n_eval: int, target: str) -> dict[str, Path]:
     from emoreason.io import atomic_write_text
+    from tests.fixtures.train.synth import synthetic_rows
+
+    shards = {}
+    for name, n, seed in (("train", n_train, 10), ("eval", n_eval, 12)):
+        rows = synthetic_rows(out / "evidence", n, seed=seed)
+        if target == "compact":
+            for r in rows:
+                r["answer"] = compact_answer(r["emotion"], r["aus"])
+        shards[name] = out / f"{name}.jsonl"
+        atomic_write_text(shards[name], "".join(json.dumps(r) + "\n" for r in rows))
+    return shards
+
+
+def held_out_text(model: Path, shards: dict[str, Path], max_new_tokens: int) -> dict[str, float | None]:
+    from emoreason.training.config import EmoSFTConfig, parse_recipe
+    from emoreason.training.synthesize import evaluate_rewards
+    from tests.fixtures.train.synth import evidence_text
+
+    cfg = parse_recipe(
+        EmoSFTConfig,
+        RECIPES / "sft_smoke.yaml",
+        ["--model_name_or_path", str(model), "--train_files", str(shards["train"]), "--use_lora", "false"],
+    )
+    r = evaluate_rewards(
+        cfg, [str(shards["eval"])], REWARDS, max_new_tokens=max_new_tokens, evidence_formatter=evidence_text
+    )
+    return r["mean"]
+
+
+def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> dict[str, Any]:
     from emoreason.training.config import EmoGRPOConfig, EmoSFTConfig, parse_recipe
     from emoreason.training.grpo import run_grpo
     from emoreason.training.sft import run_sft
-    from emoreason.training.synthesize import evaluate_rewards
-    from tests.fixtures.train.synth import evidence_text, synthetic_rows
+    from tests.fixtures.train.synth import evidence_text
     from tests.fixtures.train.tiny_model import default_corpus, make_tiny_model
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=REPO / "results" / "experiment_cpu")
-    p.add_argument("--n-train", type=int, default=240)
-    p.add_argument("--n-eval", type=int, default=120)
-    p.add_argument("--sft-steps", type=int, default=300)
-    p.add_argument("--grpo-steps", type=int, default=150)
-    a = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    out: Path = a.out
-    for name, n, seed in (("train", a.n_train, 10), ("eval", a.n_eval, 12)):
-        rows = synthetic_rows(out / "evidence", n, seed=seed)
-        atomic_write_text(out / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    base = make_tiny_model(out / "base", default_corpus(), vocab_size=800)
-    recipes = REPO / "train" / "recipes"
-    common = [
-        "--train_files",
-        str(out / "train.jsonl"),
-        "--use_lora",
-        "false",
-        "--no_auto_resume",
-        "--save_steps",
-        "100000",
-    ]
-
-    def held_out(model: Path) -> dict:
-        cfg = parse_recipe(EmoSFTConfig, recipes / "sft_smoke.yaml", ["--model_name_or_path", str(model), *common])
-        r = evaluate_rewards(
-            cfg, [str(out / "eval.jsonl")], REWARDS, max_new_tokens=160, evidence_formatter=evidence_text
+    out = a.out / f"seed{seed}"
+    common = ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
+    common += ["--save_steps", "100000"]
+    corpus = default_corpus() + [r for r in _answers(shards["train"])][:60]
+    res: dict[str, Any] = {"held_out": {}, "seconds": {}}
+    sft_dir = out / "sft"
+    if not (a.reuse_sft and (sft_dir / "emoreason_train.json").exists()):
+        base = make_tiny_model(out / "base", corpus, vocab_size=800, seed=seed)
+        res["held_out"]["untrained"] = held_out_text(base, shards, a.max_new_tokens)
+        t = time.time()
+        sft_args = ["--model_name_or_path", str(base), "--output_dir", str(sft_dir), "--max_steps", str(a.sft_steps)]
+        sft_args += ["--per_device_train_batch_size", "8", "--learning_rate", str(a.sft_lr)]
+        sft_args += ["--lr_scheduler_type", "cosine", "--warmup_steps", "0.05", "--logging_steps", "10", *common]
+        sft = run_sft(
+            parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", sft_args), evidence_formatter=evidence_text
         )
-        return r["mean"]
+        res["seconds"]["sft"] = round(time.time() - t, 1)
+        res["sft_loss"] = [(e["step"], e["loss"]) for e in sft["log_history"] if "loss" in e]
+        res["sft_args"] = sft_args
+        res["held_out"]["sft"] = held_out_text(sft_dir, shards, a.max_new_tokens)
+        _save_json(out / "sft_stage.json", res)
+    else:
+        res = json.loads((out / "sft_stage.json").read_text())
+    grpo_dir = out / f"grpo{a.tag}"
+    shutil.rmtree(grpo_dir, ignore_errors=True)
+    t = time.time()
+    g = ["--model_name_or_path", str(sft_dir), "--output_dir", str(grpo_dir), "--max_steps", str(a.grpo_steps)]
+    g += ["--per_device_train_batch_size", str(a.grpo_batch), "--num_generations", str(a.num_generations)]
+    g += ["--max_completion_length", str(a.max_new_tokens), "--learning_rate", str(a.grpo_lr)]
+    g += ["--temperature", str(a.temperature), "--beta", str(a.beta), "--loss_type", a.loss_type]
+    g += ["--scale_rewards", a.scale_rewards, "--lr_scheduler_type", "constant", "--warmup_steps", "0"]
+    g += ["--num_iterations", str(a.num_iterations), "--logging_steps", "10"]
+    g += ["--reward_funcs", *REWARDS, "--reward_weights", *(str(w) for w in a.reward_weights), *common]
+    grpo = run_grpo(parse_recipe(EmoGRPOConfig, RECIPES / "grpo_smoke.yaml", g), evidence_formatter=evidence_text)
+    res["seconds"]["grpo"] = round(time.time() - t, 1)
+    res["grpo_args"] = g
+    res["held_out"]["sft+grpo"] = held_out_text(grpo_dir, shards, a.max_new_tokens)
+    res["grpo_rewards"] = grpo["rewards"]
+    _save_json(out / f"results{a.tag}.json", res)
+    return res
 
-    results: dict = {"task": {"n_train": a.n_train, "n_eval": a.n_eval}, "held_out": {}, "seconds": {}}
-    results["held_out"]["untrained"] = held_out(base)
-    t = time.time()
-    sft_args = ["--model_name_or_path", str(base), "--output_dir", str(out / "sft"), "--max_steps", str(a.sft_steps)]
-    sft_args += ["--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--lr_scheduler_type", "cosine"]
-    sft_args += ["--warmup_steps", "0.05", "--logging_steps", "20", *common]
-    sft = run_sft(parse_recipe(EmoSFTConfig, recipes / "sft_smoke.yaml", sft_args), evidence_formatter=evidence_text)
-    results["seconds"]["sft"] = round(time.time() - t, 1)
-    results["held_out"]["sft"] = held_out(out / "sft")
-    t = time.time()
-    grpo_args = ["--model_name_or_path", str(out / "sft"), "--output_dir", str(out / "grpo")]
-    grpo_args += ["--max_steps", str(a.grpo_steps), "--per_device_train_batch_size", "16", "--num_generations", "8"]
-    grpo_args += ["--max_completion_length", "160", "--learning_rate", "2e-4", "--temperature", "0.7"]
-    grpo_args += [
-        "--logging_steps",
-        "10",
-        "--reward_funcs",
-        *REWARDS,
-        "--reward_weights",
-        "0.5",
-        "0.5",
-        "1.0",
-        *common,
-    ]
-    grpo = run_grpo(
-        parse_recipe(EmoGRPOConfig, recipes / "grpo_smoke.yaml", grpo_args), evidence_formatter=evidence_text
-    )
-    results["seconds"]["grpo"] = round(time.time() - t, 1)
-    results["held_out"]["sft+grpo"] = held_out(out / "grpo")
-    results["sft_loss"] = [(e["step"], e["loss"]) for e in sft["log_history"] if "loss" in e]
-    results["grpo_rewards"] = grpo["rewards"]
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
-    plot(results, out / "reward_curves.png")
-    print(json.dumps(results["held_out"], indent=1))
+
+def _answers(path: Path) -> list[str]:
+    return [json.loads(line)["answer"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _save_json(path: Path, obj: Any) -> None:
+    from emoreason.io import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+def held_out_multimodal(model_dir: Path, eval_file: Path, max_new_tokens: int) -> dict[str, float | None]:
+    """Greedy answers of an EmoReason checkpoint on the held-out rows (evidence through the processor): mean rewards,
+    and the teacher-forced loss on the held-out answers (``loss``)."""
+    import torch
+    from tqdm import tqdm
+
+    from emoreason.data.builder import load_rows
+    from emoreason.evidence import Evidence
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
+    from emoreason.rewards import score_completions
+    from emoreason.training.sft import EvidenceCollator
+
+    model = EmoReasonForConditionalGeneration.from_pretrained(model_dir).eval()
+    processor = EmoReasonProcessor.from_pretrained(model_dir)
+    collator = EvidenceCollator(processor)
+    scores = []
+    rows = load_rows([str(eval_file)])
+    losses = []
+    with torch.no_grad():
+        for i in range(0, len(rows), 8):  # teacher-forced loss on the held-out answers
+            losses.append(float(model(**collator(rows[i : i + 8])).loss) * len(rows[i : i + 8]))
+        for row in tqdm(rows, desc="evaluating (multimodal)", unit="row", disable=None):
+            inputs = processor(text=collator.prompt(row), evidence=Evidence.load(row["evidence"]), padding=False)
+            ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=processor.tokenizer.pad_token_id)  # fmt: skip
+            answer = processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            columns = {k: [row.get(k)] for k in ("emotion", "compound", "aus", "evidence", "caption")}
+            scores.append(score_completions([answer], REWARDS, **columns)[0])
+    means = {n: sum(s[n] for s in scores if s[n] is not None) / max(1, sum(s[n] is not None for s in scores))
+             for n in REWARDS}  # fmt: skip
+    return {**means, "loss": sum(losses) / len(rows)}
+
+
+def run_ablation(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> dict[str, Any]:
+    from emoreason.models.emoreason.testing import tiny_model_dir
+    from emoreason.training.config import EmoSFTConfig, parse_recipe
+    from emoreason.training.sft import run_sft
+
+    out = a.out / f"ablation_seed{seed}"
+    base = tiny_model_dir(out)
+    res: dict[str, Any] = {}
+    for on in (True, False):
+        name = "compressor_on" if on else "compressor_off"
+        t = time.time()
+        args = ["--model_name_or_path", str(base), "--output_dir", str(out / name), "--max_steps", str(a.mm_steps)]
+        args += ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
+        args += ["--per_device_train_batch_size", "8", "--learning_rate", str(a.sft_lr), "--lr_scheduler_type"]
+        args += ["cosine", "--warmup_steps", "0.05", "--logging_steps", "10", "--save_steps", "100000"]
+        args += ["--use_compressor", str(on).lower()]
+        sft = run_sft(parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", args))
+        res[name] = {
+            "seconds": round(time.time() - t, 1),
+            "train_loss": sft["train_loss"],
+            "loss": [(e["step"], e["loss"]) for e in sft["log_history"] if "loss" in e],
+            "held_out": held_out_multimodal(out / name, shards["eval"], a.max_new_tokens_mm),
+        }
+    _save_json(out / "ablation.json", res)
+    return res
 
 
 def plot(results: dict, path: Path) -> None:
@@ -107,18 +201,97 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in REWARDS:
+    seeds = results["seeds"]
+    fig, axes = plt.subplots(1, len(REWARDS), figsize=(11, 3.4))
+    for ax, name in zip(axes, REWARDS, strict=True):
         key = f"rewards/{name}_reward/mean"
-        pts = [(r["step"], r[key]) for r in results["grpo_rewards"] if r.get(key) is not None]
-        ax.plot(*zip(*pts, strict=True), marker="o", label=f"{name} (GRPO samples)")
-        held = results["held_out"]
-        ax.axhline(held["sft"][name], ls=":", color=ax.lines[-1].get_color(), label=f"{name} held-out after SFT")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean reward")
-    ax.legend(fontsize=7)
+        for seed, r in seeds.items():
+            pts = [(e["step"], e[key]) for e in r["grpo_rewards"] if e.get(key) is not None]
+            (line,) = ax.plot(*zip(*pts, strict=True), lw=1, label=f"seed {seed}: GRPO samples")
+            ax.axhline(r["held_out"]["sft"][name], ls=":", color=line.get_color(), label=f"seed {seed}: held-out SFT")
+            ax.axhline(r["held_out"]["sft+grpo"][name], ls="--", color=line.get_color(),
+                       label=f"seed {seed}: held-out SFT+GRPO")  # fmt: skip
+        ax.set_title(f"{name} reward")
+        ax.set_xlabel("GRPO step")
+    axes[0].set_ylabel("mean reward")
+    axes[-1].legend(fontsize=6, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=80)
+
+
+def aggregate(out: Path, tag: str) -> dict[str, Any]:
+    """Collect ``seed*/results<tag>.json`` and ``ablation_seed*/ablation.json`` under ``out`` into one results file."""
+    results: dict[str, Any] = {"seeds": {}, "ablation": {}}
+    for f in sorted(out.glob(f"seed*/results{tag}.json")):
+        results["seeds"][f.parent.name.removeprefix("seed")] = json.loads(f.read_text())
+    for f in sorted(out.glob("ablation_seed*/ablation.json")):
+        results["ablation"][f.parent.name.removeprefix("ablation_seed")] = json.loads(f.read_text())
+    if not results["seeds"]:
+        raise SystemExit(f"no seed*/results{tag}.json under {out}")
+    keys = ("untrained", "sft", "sft+grpo")
+    results["mean_over_seeds"] = {
+        k: {n: sum(r["held_out"][k][n] for r in results["seeds"].values()) / len(results["seeds"]) for n in REWARDS}
+        for k in keys
+        if all(k in r["held_out"] for r in results["seeds"].values())
+    }
+    _save_json(out / f"results{tag}.json", results)
+    plot(results, out / f"reward_curves{tag}.png")
+    print(json.dumps({s: r["held_out"] for s, r in results["seeds"].items()}, indent=1))
+    print(json.dumps(results["mean_over_seeds"], indent=1))
+    return results
+
+
+def main() -> None:
+    sys.path.insert(0, str(REPO))  # the task generator and tiny model live with the test fixtures
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=REPO / "results" / "experiment_cpu")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--target", choices=["compact", "reference"], default="compact")
+    p.add_argument("--n-train", type=int, default=240)
+    p.add_argument("--n-eval", type=int, default=120)
+    p.add_argument("--sft-steps", type=int, default=150)
+    p.add_argument("--sft-lr", type=float, default=3e-3)
+    p.add_argument("--grpo-steps", type=int, default=200)
+    p.add_argument("--grpo-batch", type=int, default=32, help="completions per step (prompts x num_generations)")
+    p.add_argument("--num-generations", type=int, default=8)
+    p.add_argument("--grpo-lr", type=float, default=5e-4)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--loss-type", default="dapo")
+    p.add_argument("--scale-rewards", default="group")
+    p.add_argument("--num-iterations", type=int, default=1)
+    p.add_argument("--reward-weights", type=float, nargs=3, default=[0.25, 0.5, 1.0], help="format emotion au")
+    p.add_argument("--max-new-tokens", type=int, default=80)
+    p.add_argument("--max-new-tokens-mm", type=int, default=96)
+    p.add_argument("--mm-steps", type=int, default=150)
+    p.add_argument("--no-ablation", action="store_true")
+    p.add_argument("--only-ablation", action="store_true")
+    p.add_argument("--reuse-sft", action="store_true", help="start GRPO from an SFT stage already in --out")
+    p.add_argument("--tag", default="", help="suffix of the GRPO output folder and per-seed results file")
+    p.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="only collect the per-seed results and ablations already under --out (runs started separately, e.g. one "
+        "seed per process) into results<tag>.json and reward_curves<tag>.png",
+    )
+    a = p.parse_args()
+    a.out = a.out.resolve()
+    logging.basicConfig(level=logging.WARNING)
+    if a.aggregate:
+        aggregate(a.out, a.tag)
+        return
+    shards = write_data(a.out / "data", a.n_train, a.n_eval, a.target)
+    results: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}}
+    results["task"] = {"n_train": a.n_train, "n_eval": a.n_eval, "data_seeds": {"train": 10, "eval": 12}}
+    if not a.only_ablation:
+        results["seeds"] = {str(s): run_text_seed(a, shards, s) for s in a.seeds}
+        plot(results, a.out / f"reward_curves{a.tag}.png")
+        for s, r in results["seeds"].items():
+            print(f"seed {s}:", json.dumps(r["held_out"]), r["seconds"])
+    if not a.no_ablation:
+        results["ablation"] = {str(s): run_ablation(a, shards, s) for s in a.seeds[:1]}
+        print("ablation:", json.dumps(results["ablation"]))
+    _save_json(a.out / f"results{a.tag}.json", results)
 
 
 if __name__ == "__main__":
