@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -25,10 +27,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+@contextmanager
+def serving(**settings: Any) -> Iterator[str]:
+    """The server for ``Settings(**settings)`` under uvicorn on a free loopback port, in a thread; yields its URL."""
     port = free_port()
-    app = create_app(Settings(port=port, asr=False, fps=5.0, max_side=360, api_key="test-key"))
+    app = create_app(Settings(port=port, **settings))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
@@ -36,9 +39,17 @@ def server() -> Iterator[str]:
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    t.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        t.join(10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serving(asr=False, fps=5.0, max_side=360, api_key="test-key") as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from emoreason.serving.server import create_app
-from emoreason.serving.settings import Settings
-from tests.test_openai_client import free_port
+from tests.test_openai_client import serving
 
 pytestmark = pytest.mark.slow
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,17 +40,8 @@ def driver():
 def base_url(tmp_path_factory, astronaut_speech_clip):
     root = tmp_path_factory.mktemp("web_root")
     shutil.copy(astronaut_speech_clip, root / "astronaut_speech.mp4")
-    port = free_port()
-    app = create_app(Settings(port=port, fps=5.0, max_side=360, media_root=root))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    t.join(10)
+    with serving(fps=5.0, max_side=360, media_root=root) as url:
+        yield url
 
 
 def test_upload_report_ask_answer(driver, base_url, astronaut_speech_clip, tmp_path):
