@@ -27,6 +27,7 @@ from emoreason.knowledge.taxonomy import ALL_EMOTIONS, UNCERTAIN
 from emoreason.parsing import find_times, parse_output, think_sections
 from emoreason.reasoning.engine import analyze
 from emoreason.reasoning.faithfulness import check_faithfulness
+from tests.fixtures.build_eval_fixtures import evidence as fixture_evidence
 
 REST = 0.5  # resting intensity of every AU
 
@@ -342,36 +343,8 @@ def test_nothing_readable_is_uncertain_not_a_crash():
 )  # fmt: skip
 def test_textbook_expressions_read_at_their_apex(events, expected):
     """A short expression in a longer idle clip is read at its height, not washed out by the idle frames."""
-    ev = _staggered_evidence(events, duration=4.0)
+    ev = fixture_evidence("textbook", events, duration=4.0)
     a = analyze(ev)
     assert a.emotion == expected
     assert a.probabilities[expected] >= 0.45
     assert set(a.aus) <= {e[0] for e in events}
-
-
-def _staggered_evidence(events, duration: float, fps: float = 10.0) -> Evidence:
-    from emoreason.evidence import AUEvent, AUSeries, FaceTrack, HeadPose, MediaInfo
-    from emoreason.knowledge.facs import PERCEIVED_AUS
-
-    times = [round(i / fps, 3) for i in range(int(duration * fps))]
-    series = {au: [0.3] * len(times) for au in PERCEIVED_AUS}
-    for au, on, apex, off, peak in events:
-        series[au] = [
-            0.3 if t < on or t > off else peak * ((t - on) / (apex - on) if t <= apex else (off - t) / (off - apex))
-            for t in times
-        ]
-    n = len(times)
-    return Evidence(
-        media=MediaInfo(path="x.mp4", duration_s=duration, has_video=True, has_audio=False, width=256, height=256),
-        face=FaceTrack(
-            times=times,
-            present=[True] * n,
-            boxes=[[0, 0, 10, 10]] * n,
-            scores=[0.9] * n,
-            poses=[HeadPose(yaw=0, pitch=0, roll=0)] * n,
-            coverage=1.0,
-            max_faces=1,
-        ),  # fmt: skip
-        aus=AUSeries(times=times, intensities=series),
-        au_events=[AUEvent(au=a, onset=o, apex=x, offset=f, peak=p, mean=p / 2) for a, o, x, f, p in events],
-    )
