@@ -211,6 +211,18 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
             gate_probs=probs or None,
         )
 
+    def placeholder_token_ids(self) -> list[int]:
+        """The ids of the face/audio placeholder tokens: they stand for encoder outputs and are never generated."""
+        return [i for i in (self.config.face_token_id, self.config.audio_token_id) if i is not None]
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``GenerationMixin.generate`` with the placeholder tokens suppressed (added to any ``suppress_tokens``): a
+        generated placeholder would have no encoder output behind it on the next step."""
+        cfg = kwargs.get("generation_config") or self.generation_config
+        given = kwargs.get("suppress_tokens", getattr(cfg, "suppress_tokens", None)) or []
+        kwargs["suppress_tokens"] = sorted({*given, *self.placeholder_token_ids()})
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(
         self, *args: Any, is_first_iteration: bool | None = False, **kwargs: Any
     ) -> dict:
