@@ -69,10 +69,10 @@ class BlockingEngine(KnowledgeEngine):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def analyze(self, evidence):
+    def analyze(self, evidence, media=None):
         self.entered.set()
         assert self.release.wait(30)
-        return super().analyze(evidence)
+        return super().analyze(evidence, media)
 
 
 def test_health_models_and_metrics():

@@ -20,7 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--engine", choices=ENGINES, default="engine", help="reasoning engine (default: engine, no weights)"
     )
-    p.add_argument("--model", type=Path, help="checkpoint folder for the transformers engine")
+    p.add_argument("--model", type=Path, help="checkpoint folder for the transformers and vllm engines")
+    p.add_argument("--lora", type=Path, help="peft LoRA adapter folder for --model (safetensors)")
     p.add_argument("--model-name", default=_DEFAULTS["model_name"], help="model id clients send (default emoreason)")
     p.add_argument("--media-root", type=Path, help="folder whose clips may be named by path (others are refused)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/*, /media/* and /metrics")
@@ -47,7 +48,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         host=args.host, port=args.port, media_root=args.media_root, max_upload_mb=args.max_upload_mb,
         max_duration_s=args.max_duration_s, max_concurrency=args.max_concurrency, queue_size=args.queue_size,
         timeout_s=args.timeout_s, api_key=args.api_key, engine=args.engine,
-        model=str(args.model) if args.model else None, model_name=args.model_name, fps=args.fps,
+        model=str(args.model) if args.model else None, lora=str(args.lora) if args.lora else None, model_name=args.model_name, fps=args.fps,
         max_side=args.max_side, asr=not args.no_asr, cache_size=args.cache_size,
     ).validate()  # fmt: skip
 

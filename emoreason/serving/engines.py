@@ -1,19 +1,29 @@
 """Reasoning engines behind one interface for the server: analyse a clip's evidence, answer a question about it.
 
 ``engine`` (:class:`KnowledgeEngine`) needs no weights. ``transformers`` (:class:`TransformersEngine`) runs a local
-chat checkpoint fine-tuned on the training prompts (``prompts/train_*_v1.md``): it writes the analysis in the shared
-``<think>/<answer>`` format and answers questions from the evidence. ``vllm`` (:class:`VLLMEngine`) runs the same
-checkpoint and prompts on vLLM (its own environment: ``scripts/make_vllm_env.sh``; EmoReason checkpoints load through
-the plugin in :mod:`emoreason.serving.vllm_plugin`).
+checkpoint and ``vllm`` (:class:`VLLMEngine`) runs the same checkpoint on vLLM (its own environment:
+``scripts/make_vllm_env.sh``; EmoReason checkpoints load through the plugin in :mod:`emoreason.serving.vllm_plugin`).
+Either takes two kinds of checkpoint:
+
+* an **EmoReason checkpoint** (``model_type: emoreason``): the clip reaches the model as encoder inputs — the face/AU
+  series (and landmarks) of the Evidence and the clip's 16 kHz audio, built by the checkpoint's own processor — behind
+  ``<|face|>``/``<|audio|>`` placeholders in the prompt (:func:`emoreason.data.builder.clip_messages`, the training
+  prompt); on vLLM they travel as ``multi_modal_data`` arrays;
+* a **text chat checkpoint** fine-tuned on the training prompts (``prompts/train_*_v1.md``): the evidence is written
+  into the prompt as text.
+
+The model writes the analysis in the shared ``<think>/<answer>`` format; probabilities, segments and evidence fields
+come from the knowledge engine, so every response keeps its evidence.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from emoreason.errors import ConfigError, ModelError
 from emoreason.evidence import Evidence
@@ -31,11 +41,17 @@ ANALYSIS_QUESTION = (
 class Engine(Protocol):
     name: str
 
-    def analyze(self, evidence: Evidence) -> Analysis:
-        """The explainable analysis of the clip (chain of thought, labels, AUs)."""
+    def analyze(self, evidence: Evidence, media: Path | None = None) -> Analysis:
+        """The explainable analysis of the clip (chain of thought, labels, AUs). ``media`` is the clip's file, for
+        engines whose model hears the audio itself."""
 
     def ask(
-        self, evidence: Evidence, question: str, analysis: Analysis, history: list[dict] | None = None
+        self,
+        evidence: Evidence,
+        question: str,
+        analysis: Analysis,
+        history: list[dict] | None = None,
+        media: Path | None = None,
     ) -> QAAnswer:
         """The answer to one question about the clip."""
 
@@ -45,28 +61,140 @@ class KnowledgeEngine:
 
     name = "engine"
 
-    def analyze(self, evidence: Evidence) -> Analysis:
+    def analyze(self, evidence: Evidence, media: Path | None = None) -> Analysis:
         return analyze(evidence)
 
     def ask(
-        self, evidence: Evidence, question: str, analysis: Analysis, history: list[dict] | None = None
+        self,
+        evidence: Evidence,
+        question: str,
+        analysis: Analysis,
+        history: list[dict] | None = None,
+        media: Path | None = None,
     ) -> QAAnswer:
         return ask(evidence, question, analysis=analysis)
 
 
-class TransformersEngine:
-    """A local transformers chat checkpoint (``save_pretrained`` folder, no ``trust_remote_code``), greedy decoding.
+def checkpoint_type(path: str | Path) -> str:
+    """The ``model_type`` of a checkpoint folder; a :class:`ModelError` when it is not one."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise ModelError("not a checkpoint folder (no config.json)", path)
+    try:
+        return str(json.loads(config.read_text()).get("model_type", ""))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ModelError(f"config.json is not a JSON object: {e}", config) from e
 
-    The analysis is the model's own ``<think>/<answer>`` text parsed by :mod:`emoreason.parsing`; the probabilities,
-    segments and evidence fields come from the knowledge engine, so the response keeps its evidence.
+
+def check_adapter(path: str | Path) -> tuple[Path, int]:
+    """A peft LoRA adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``; pickled ``.bin`` adapters
+    are refused) and its rank; a :class:`ModelError` naming the folder otherwise."""
+    path = Path(path)
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise ModelError("not a LoRA adapter folder (no adapter_config.json)", path)
+    if not (path / "adapter_model.safetensors").is_file():
+        raise ModelError("the adapter has no adapter_model.safetensors (only safetensors adapters are loaded)", path)
+    try:
+        cfg = json.loads(config.read_text())
+        return path, int(cfg["r"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"adapter_config.json is not a LoRA config: {e}", config) from e
+
+
+def merge_adapter(model: Any, path: str | Path) -> Any:
+    """``model`` with the LoRA adapter at ``path`` merged into its weights (greedy outputs equal the adapted model's)."""
+    from peft import PeftModel
+
+    path, _ = check_adapter(path)
+    try:
+        return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelError(f"cannot apply the LoRA adapter: {e}", path) from e
+
+
+class ClipPrompts:
+    """Builds an EmoReason checkpoint's inputs for one clip and one question: the rendered prompt with the face/audio
+    placeholders the clip supports, and the processor's encoder inputs (face/AU series; log-mel + prosody audio)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from transformers import AutoConfig, AutoProcessor
+
+        import emoreason.models.emoreason  # noqa: F401  (registers the Auto classes)
+
+        try:
+            self.config = AutoConfig.from_pretrained(path)
+            self.processor = AutoProcessor.from_pretrained(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"cannot load the EmoReason processor: {e}", path) from e
+        if not getattr(self.processor, "chat_template", None):
+            raise ModelError("the processor has no chat template; an instruction-tuned checkpoint is needed", path)
+
+    def build(
+        self, evidence: Evidence, question: str, media: Path | None = None, history: list[dict] | None = None
+    ) -> tuple[str, Any]:
+        from emoreason.data.builder import clip_messages
+        from emoreason.media import load_audio
+
+        face = bool(self.config.use_face and evidence.aus is not None and evidence.aus.times)
+        wav = None
+        if self.config.use_audio and media is not None and evidence.media.has_audio:
+            wav = load_audio(media, self.processor.sampling_rate)
+            wav = wav if wav is not None and wav.size else None
+        turns = [{"role": t["role"], "content": t["content"]} for t in history or []]
+        prompt = self.processor.render(clip_messages(question, face=face, audio=wav is not None, history=turns))[0]
+        inputs = self.processor(text=prompt, evidence=evidence if face or wav is not None else None, audio=wav,
+                                padding=False)  # fmt: skip
+        return prompt, inputs
+
+
+class TransformersClipModel:
+    """An EmoReason checkpoint on transformers: greedy ``generate`` from the processor's inputs."""
+
+    name = "transformers"
+
+    def __init__(self, path: str | Path, max_new_tokens: int, lora: str | Path | None = None, device: str = "cpu"
+                 ) -> None:  # fmt: skip
+        from emoreason.models.emoreason import EmoReasonForConditionalGeneration
+
+        try:
+            model = EmoReasonForConditionalGeneration.from_pretrained(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"cannot load the checkpoint: {e}", path) from e
+        self.model = (merge_adapter(model, lora) if lora is not None else model).to(device).eval()
+        self.max_new_tokens, self.device = max_new_tokens, device
+
+    def generate(self, prompt: str, inputs: Any, tokenizer: Any) -> str:
+        import torch
+
+        x = {k: v.to(self.device) for k, v in inputs.items()}
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        with torch.inference_mode():
+            out = self.model.generate(**x, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad)
+        return tokenizer.decode(out[0, x["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
+class TransformersEngine:
+    """A local transformers checkpoint (``save_pretrained`` folder, no ``trust_remote_code``), greedy decoding.
+
+    An EmoReason checkpoint reads the clip through its encoders (:class:`ClipPrompts`); a text chat checkpoint reads the
+    evidence as text. The analysis is the model's own ``<think>/<answer>`` text parsed by :mod:`emoreason.parsing`.
     """
 
     name = "transformers"
 
-    def __init__(self, path: str | Path, max_new_tokens: int = 384) -> None:
-        from emoreason.reasoning.backends import TransformersBackend
+    def __init__(self, path: str | Path, max_new_tokens: int = 384, lora: str | Path | None = None) -> None:
+        self.clip: ClipPrompts | None = None
+        self.clip_model: Any = None
+        if checkpoint_type(path) == "emoreason":
+            self.clip = ClipPrompts(path)
+            self.clip_model = TransformersClipModel(path, max_new_tokens, lora)
+        else:
+            from emoreason.reasoning.backends import TransformersBackend
 
-        self.backend = TransformersBackend(path, max_new_tokens=max_new_tokens)
+            self.backend = TransformersBackend(path, max_new_tokens=max_new_tokens)
+            if lora is not None:
+                self.backend.model = merge_adapter(self.backend.model, lora).eval()
 
     def messages(self, evidence: Evidence, question: str = ANALYSIS_QUESTION) -> list[dict[str, str]]:
         from emoreason.data.builder import system_prompt_text
@@ -77,11 +205,21 @@ class TransformersEngine:
         user = load_prompt("train_user_v1").format(evidence=evidence_to_text(evidence), question=question)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def analyze(self, evidence: Evidence) -> Analysis:
+    def reply(
+        self, evidence: Evidence, question: str, media: Path | None = None, history: list[dict] | None = None
+    ) -> str:
+        """The model's reply to ``question`` about the clip (the clip as encoder inputs, or the evidence as text)."""
+        if self.clip is not None:
+            prompt, inputs = self.clip.build(evidence, question, media, history)
+            return self.clip_model.generate(prompt, inputs, self.clip.processor.tokenizer)
+        messages = self.messages(evidence, question)
+        return self.backend.chat([messages[0], *(history or []), messages[1]])
+
+    def analyze(self, evidence: Evidence, media: Path | None = None) -> Analysis:
         from emoreason.parsing import parse_output
 
         base = analyze(evidence)
-        text = self.backend.chat(self.messages(evidence))
+        text = self.reply(evidence, ANALYSIS_QUESTION, media)
         parsed = parse_output(text)
         if parsed.think is None or parsed.emotion is None:
             log.warning("model output not in the answer format (%s); keeping the raw text as the reasoning",
@@ -94,9 +232,19 @@ class TransformersEngine:
         })  # fmt: skip
 
     def ask(
-        self, evidence: Evidence, question: str, analysis: Analysis, history: list[dict] | None = None
+        self,
+        evidence: Evidence,
+        question: str,
+        analysis: Analysis,
+        history: list[dict] | None = None,
+        media: Path | None = None,
     ) -> QAAnswer:
-        return ask(evidence, question, backend=self.backend, history=history, analysis=analysis)
+        if self.clip is None:
+            return ask(evidence, question, backend=self.backend, history=history, analysis=analysis)
+        if not question.strip():
+            return ask(evidence, question, analysis=analysis)  # the engine's "the question is empty" answer
+        text = self.reply(evidence, question, media, history)
+        return QAAnswer(question=question, answer=text, intent="llm", grounded=True, backend=self.name)
 
 
 class VLLMChat(ChatBackend):
@@ -105,16 +253,47 @@ class VLLMChat(ChatBackend):
 
     name = "vllm"
 
-    def __init__(self, llm: object, max_new_tokens: int) -> None:
+    def __init__(self, llm: object, max_new_tokens: int, lora_request: Any = None) -> None:
         from vllm import SamplingParams
 
         self.llm = llm
         self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self.lora_request = lora_request
         self._lock = threading.Lock()
 
     def chat(self, messages: list[Message]) -> str:
         with self._lock:
-            out = self.llm.chat(messages, self.params, use_tqdm=False)
+            out = self.llm.chat(messages, self.params, use_tqdm=False, lora_request=self.lora_request)
+        return out[0].outputs[0].text.strip()
+
+
+class VLLMClipModel:
+    """An EmoReason checkpoint on an in-process ``vllm.LLM``: the processor's encoder inputs go to vLLM as
+    ``multi_modal_data`` arrays (the plugin's processor expands the placeholders, its model runs the encoders)."""
+
+    name = "vllm"
+
+    def __init__(self, llm: Any, max_new_tokens: int, lora_request: Any = None) -> None:
+        from vllm import SamplingParams
+
+        self.llm = llm
+        self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self.lora_request = lora_request
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def request(prompt: str, inputs: Any) -> dict[str, Any]:
+        """The vLLM prompt dict for one clip: the text and the face/audio arrays (batch axis dropped)."""
+        mm = {m: {f"{m}_values": inputs[f"{m}_values"][0], f"{m}_mask": inputs[f"{m}_mask"][0]}
+              for m in ("face", "audio") if f"{m}_values" in inputs}  # fmt: skip
+        if "face_crops" in inputs:
+            mm["face"]["face_crops"] = inputs["face_crops"][0]
+        return {"prompt": prompt, "multi_modal_data": mm} if mm else {"prompt": prompt}
+
+    def generate(self, prompt: str, inputs: Any, tokenizer: Any) -> str:
+        with self._lock:
+            out = self.llm.generate(self.request(prompt, inputs), self.params, use_tqdm=False,
+                                    lora_request=self.lora_request)  # fmt: skip
         return out[0].outputs[0].text.strip()
 
 
@@ -122,12 +301,15 @@ class VLLMEngine(TransformersEngine):
     """:class:`TransformersEngine`'s prompts and parsing with generation on vLLM (``vllm.LLM(model=DIR)``).
 
     ``llm_kwargs`` go to ``vllm.LLM`` (e.g. ``max_model_len``, ``dtype``). On the CPU build the KV cache defaults to
-    1 GiB (``VLLM_CPU_KVCACHE_SPACE``) unless set in the environment.
+    1 GiB (``VLLM_CPU_KVCACHE_SPACE``) unless set in the environment. ``lora``: a peft adapter folder served with
+    every request (vLLM's LoRA kernels; the base weights stay as they are).
     """
 
     name = "vllm"
 
-    def __init__(self, path: str | Path | None, max_new_tokens: int = 384, **llm_kwargs: object) -> None:
+    def __init__(
+        self, path: str | Path | None, max_new_tokens: int = 384, lora: str | Path | None = None, **llm_kwargs: object
+    ) -> None:
         try:
             from vllm import LLM
         except ImportError as e:
@@ -138,30 +320,47 @@ class VLLMEngine(TransformersEngine):
         if path is None:
             raise ConfigError("the vllm engine needs --model DIR (a local checkpoint folder)")
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise ModelError("not a checkpoint folder (no config.json)", path)
+        multimodal = checkpoint_type(path) == "emoreason"
         from emoreason.serving.vllm_plugin import guard_llvmlite, register
 
         register()
         guard_llvmlite()
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        if multimodal:
+            llm_kwargs.setdefault("enable_mm_embeds", True)  # the clip arrives as precomputed encoder inputs
+        lora_request = None
+        if lora is not None:
+            from vllm.lora.request import LoRARequest
+
+            adapter, rank = check_adapter(lora)
+            llm_kwargs.setdefault("enable_lora", True)
+            llm_kwargs.setdefault("max_lora_rank", 1 << max(3, (rank - 1).bit_length()))  # vLLM takes powers of 2
+            lora_request = LoRARequest(adapter.name or "adapter", 1, str(adapter.resolve()))
         try:
             llm = LLM(model=str(path), tokenizer=str(path), **llm_kwargs)
         except (OSError, ValueError, RuntimeError) as e:
             raise ModelError(f"vLLM cannot load the checkpoint: {e}", path) from e
+        self.clip: ClipPrompts | None = None
+        self.clip_model: Any = None
+        if multimodal:
+            self.clip = ClipPrompts(path)
+            self.clip_model = VLLMClipModel(llm, max_new_tokens, lora_request)
+            return
         if not getattr(llm.get_tokenizer(), "chat_template", None):
             raise ModelError("the tokenizer has no chat template; a chat model is needed", path)
-        self.backend = VLLMChat(llm, max_new_tokens)
+        self.backend = VLLMChat(llm, max_new_tokens, lora_request)
 
 
-def make_engine(kind: str, model: str | Path | None = None) -> Engine:
+def make_engine(kind: str, model: str | Path | None = None, lora: str | Path | None = None) -> Engine:
     """The engine named ``kind`` (``engine``, ``transformers`` or ``vllm``); raises a clear error when it cannot run."""
     if kind == "engine":
+        if lora is not None:
+            raise ConfigError("--lora needs a model engine (transformers or vllm) and --model")
         return KnowledgeEngine()
     if kind == "transformers":
         if model is None:
             raise ConfigError("the transformers engine needs --model DIR (a local checkpoint folder)")
-        return TransformersEngine(model)
+        return TransformersEngine(model, lora=lora)
     if kind == "vllm":
-        return VLLMEngine(model)
+        return VLLMEngine(model, lora=lora)
     raise ConfigError(f"unknown engine {kind!r}; use engine, transformers or vllm")

@@ -254,8 +254,8 @@ class Service:
     def run(self, clip: Clip, question: str, history: list[dict[str, str]]) -> Result:
         try:
             ev, hit = self.evidence(clip)
-            analysis = self.engine.analyze(ev)
-            qa = self.engine.ask(ev, question, analysis, history) if question else None
+            analysis = self.engine.analyze(ev, media=clip.path)
+            qa = self.engine.ask(ev, question, analysis, history, media=clip.path) if question else None
             return Result(ev, analysis, qa, hit, clip)
         except EmoReasonError as e:
             raise _http_error(e, clip.name) from None
@@ -415,7 +415,7 @@ def _sse(obj: Any) -> str:
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """The FastAPI app for ``settings``; ``engine`` defaults to the one ``settings.engine`` names."""
     settings = (settings or Settings()).validate()
-    engine = engine if engine is not None else make_engine(settings.engine, settings.model)
+    engine = engine if engine is not None else make_engine(settings.engine, settings.model, lora=settings.lora)
     service = Service(settings, engine)
     limiter = Limiter(settings.max_concurrency, settings.queue_size)
     metrics = Metrics()

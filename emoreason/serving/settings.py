@@ -27,6 +27,13 @@ class Settings:
     model: str | None = field(
         default=None, metadata={"help": "Checkpoint folder for the transformers and vllm engines."}
     )
+    lora: str | None = field(
+        default=None,
+        metadata={
+            "help": "A peft LoRA adapter folder (safetensors) for --model: merged at load by the transformers "
+            "engine, applied per request by the vllm engine."
+        },
+    )
     model_name: str = field(default="emoreason", metadata={"help": "The model id clients send and /v1/models lists."})
     fps: float = field(default=10.0, metadata={"help": "Frames analysed per second by perception."})
     max_side: int = field(default=720, metadata={"help": "Frames are downscaled to this long side."})
@@ -48,6 +55,8 @@ class Settings:
             raise ConfigError(f"port must be between 0 and 65535, got {self.port}")
         if self.max_concurrency < 1 or self.queue_size < 0 or self.cache_size < 1:
             raise ConfigError("max_concurrency and cache_size must be at least 1 and queue_size at least 0")
+        if self.lora is not None and self.engine == "engine":
+            raise ConfigError("--lora needs a model engine (transformers or vllm) and --model")
         if self.media_root is not None:
             root = Path(self.media_root).expanduser()
             if not root.is_dir():

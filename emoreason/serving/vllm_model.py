@@ -23,6 +23,7 @@ from torch import nn
 from transformers import BatchFeature
 from vllm.config import VllmConfig
 from vllm.model_executor.models.interfaces import SupportsLoRA, SupportsMultiModal
+from vllm.model_executor.models.module_mapping import MultiModelKeys
 from vllm.model_executor.models.utils import AutoWeightsLoader, WeightsMapper, init_vllm_registered_model, maybe_prefix
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.inputs import MultiModalFieldConfig
@@ -189,6 +190,7 @@ class EmoReasonVLLMForConditionalGeneration(nn.Module, SupportsMultiModal, Suppo
             or [type(config.text_config).__name__.removesuffix("Config") + "ForCausalLM"],
         )
         self.make_empty_intermediate_tensors = self.language_model.make_empty_intermediate_tensors
+        self._placeholders = [i for i in (config.face_token_id, config.audio_token_id) if i is not None]
 
     def get_language_model(self) -> nn.Module:
         return self.language_model
@@ -216,7 +218,14 @@ class EmoReasonVLLMForConditionalGeneration(nn.Module, SupportsMultiModal, Suppo
         return self.language_model.model(input_ids, positions, intermediate_tensors, inputs_embeds=inputs_embeds)
 
     def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
-        return self.language_model.compute_logits(hidden_states)
+        logits = self.language_model.compute_logits(hidden_states)
+        if logits is not None and self._placeholders:  # they stand for encoder outputs: never generated (as in HF)
+            logits[..., self._placeholders] = float("-inf")
+        return logits
+
+    def get_mm_mapping(self) -> MultiModelKeys:
+        """Module prefixes for LoRA: adapters apply to the text model; the encoders and compressors are towers."""
+        return MultiModelKeys.from_string_field(language_model="language_model.", tower_model=["face.", "audio."])
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         return AutoWeightsLoader(self).load_weights(weights, mapper=self.hf_to_vllm_mapper)

@@ -131,18 +131,13 @@ class EvidenceCollator:
     processor turns the row's Evidence into encoder inputs, and the loss covers the answer only."""
 
     def __init__(self, processor: Any, system_prompt: str = "train_system_v1") -> None:
-        from emoreason.data.builder import system_prompt_text
-
         self.processor = processor
-        self.system = system_prompt_text(system_prompt)
+        self.system_prompt = system_prompt
 
     def prompt(self, row: dict) -> str:
-        from emoreason.models.emoreason.processing_emoreason import FACE_TOKEN
+        from emoreason.data.builder import clip_messages
 
-        messages = [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": f"{FACE_TOKEN}\n{row['question']}"},
-        ]
+        messages = clip_messages(row["question"], face=True, system_prompt=self.system_prompt)
         return self.processor.render(messages, add_generation_prompt=True)[0]
 
     def __call__(self, rows: list[dict]) -> dict:

@@ -147,3 +147,28 @@ def tiny_model_dir(tmp_path: Path, **kw: Any) -> Path:
     model.save_pretrained(out)
     EmoReasonProcessor.from_model_config(tok, config).save_pretrained(out)
     return out
+
+
+def tiny_adapter_dir(model_dir: Path, out: Path, r: int = 8, seed: int = 1) -> Path:
+    """Save a random (non-zero) peft LoRA adapter on the text model's attention projections of ``model_dir``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from .modeling_emoreason import EmoReasonForConditionalGeneration
+
+    model = EmoReasonForConditionalGeneration.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=2 * r,
+        target_modules=r".*language_model\.model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)",
+        init_lora_weights=False,  # random A and B: the adapter changes the outputs
+    )
+    peft_model = get_peft_model(model, cfg)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.mul_(4.0)
+    out = Path(out)
+    peft_model.save_pretrained(out)
+    return out
