@@ -104,16 +104,11 @@ def test_analysis_and_answers_come_from_the_model(engine, wav) -> None:
 
 
 def test_the_engine_is_behind_the_same_api(tiny, astronaut_clip) -> None:
-    from tests.test_server import chat, client, data_url
+    from tests.test_server import assert_model_engine_answers
 
     engine = make_engine("transformers", tiny)
     assert engine.clip is not None  # an EmoReason checkpoint: the clip goes through the encoders
-    with client(engine=engine) as c:
-        r = c.post("/v1/chat/completions", json=chat(data_url(astronaut_clip), "Is the smile genuine?"))
-        assert r.status_code == 200, r.text
-        ext = r.json()["emoreason"]
-        assert ext["engine"] == "transformers" and ext["qa"]["backend"] == "transformers"
-        assert ext["au_events"] and r.json()["choices"][0]["message"]["content"] == ext["qa"]["answer"]
+    assert_model_engine_answers(engine, astronaut_clip)
 
 
 def test_placeholders_are_never_generated(tiny) -> None:

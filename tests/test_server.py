@@ -344,14 +344,18 @@ def test_settings_and_engines(tmp_path):
         make_engine("transformers", tmp_path)
 
 
-def test_transformers_engine_behind_the_same_api(clip, tiny_chat_model):  # noqa: F811
-    engine = TransformersEngine(tiny_chat_model, max_new_tokens=8)
+def assert_model_engine_answers(engine, clip: Path) -> None:
+    """A question about the clip through the API is answered by the model engine, with the evidence attached."""
     with client(engine=engine) as c:
         r = c.post("/v1/chat/completions", json=chat(data_url(clip), "Is the smile genuine?"))
         assert r.status_code == 200, r.text
         ext = r.json()["emoreason"]
         assert ext["engine"] == "transformers" and ext["qa"]["backend"] == "transformers"
         assert ext["au_events"] and r.json()["choices"][0]["message"]["content"] == ext["qa"]["answer"]
+
+
+def test_transformers_engine_behind_the_same_api(clip, tiny_chat_model):  # noqa: F811
+    assert_model_engine_answers(TransformersEngine(tiny_chat_model, max_new_tokens=8), clip)
 
 
 def test_cache_is_bounded_and_computes_once_per_key():

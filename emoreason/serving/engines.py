@@ -247,29 +247,9 @@ class TransformersEngine:
         return QAAnswer(question=question, answer=text, intent="llm", grounded=True, backend=self.name)
 
 
-class VLLMChat(ChatBackend):
-    """A chat backend on an in-process ``vllm.LLM``: greedy decoding, one request at a time (the LLM is not
-    thread-safe; the server's worker threads share it through a lock)."""
-
-    name = "vllm"
-
-    def __init__(self, llm: object, max_new_tokens: int, lora_request: Any = None) -> None:
-        from vllm import SamplingParams
-
-        self.llm = llm
-        self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-        self.lora_request = lora_request
-        self._lock = threading.Lock()
-
-    def chat(self, messages: list[Message]) -> str:
-        with self._lock:
-            out = self.llm.chat(messages, self.params, use_tqdm=False, lora_request=self.lora_request)
-        return out[0].outputs[0].text.strip()
-
-
-class VLLMClipModel:
-    """An EmoReason checkpoint on an in-process ``vllm.LLM``: the processor's encoder inputs go to vLLM as
-    ``multi_modal_data`` arrays (the plugin's processor expands the placeholders, its model runs the encoders)."""
+class _VLLMGreedy:
+    """Greedy decoding on an in-process ``vllm.LLM``, one request at a time (the LLM is not thread-safe; the server's
+    worker threads share it through a lock), with an optional LoRA request applied to every call."""
 
     name = "vllm"
 
@@ -281,6 +261,23 @@ class VLLMClipModel:
         self.lora_request = lora_request
         self._lock = threading.Lock()
 
+    def _run(self, method: str, request: Any) -> str:
+        with self._lock:
+            out = getattr(self.llm, method)(request, self.params, use_tqdm=False, lora_request=self.lora_request)
+        return out[0].outputs[0].text.strip()
+
+
+class VLLMChat(_VLLMGreedy, ChatBackend):
+    """A chat backend on vLLM (text chat checkpoints)."""
+
+    def chat(self, messages: list[Message]) -> str:
+        return self._run("chat", messages)
+
+
+class VLLMClipModel(_VLLMGreedy):
+    """An EmoReason checkpoint on vLLM: the processor's encoder inputs go to vLLM as ``multi_modal_data`` arrays (the
+    plugin's processor expands the placeholders, its model runs the encoders)."""
+
     @staticmethod
     def request(prompt: str, inputs: Any) -> dict[str, Any]:
         """The vLLM prompt dict for one clip: the text and the face/audio arrays (batch axis dropped)."""
@@ -291,10 +288,7 @@ class VLLMClipModel:
         return {"prompt": prompt, "multi_modal_data": mm} if mm else {"prompt": prompt}
 
     def generate(self, prompt: str, inputs: Any, tokenizer: Any) -> str:
-        with self._lock:
-            out = self.llm.generate(self.request(prompt, inputs), self.params, use_tqdm=False,
-                                    lora_request=self.lora_request)  # fmt: skip
-        return out[0].outputs[0].text.strip()
+        return self._run("generate", self.request(prompt, inputs))
 
 
 class VLLMEngine(TransformersEngine):
