@@ -99,3 +99,16 @@ def test_evidence_text_includes_the_expression_cue():
 
     text = evidence_to_text(_with_expression(make_evidence(HAPPY), "happiness"))
     assert "Expression classifier (test-classifier, 30 frames): happiness 0.80" in text
+
+
+TRAIN_SYSTEM_COMPACT_V1_SNAPSHOT = (
+    "You are EmoReason. Read the facial Action Units measured in the clip and answer in exactly this format:\n"
+    '<think>Key observations: ... Conclusion: ...</think><answer>{"emotion": "<one of: neutral, happiness, sadness, '
+    'surprise, fear, disgust, anger, contempt>", "compound": null, "aus": ["AU.."]}</answer>'
+)
+
+
+def test_train_system_compact_v1_snapshot():
+    from emoreason.data.builder import system_prompt_text
+
+    assert system_prompt_text("train_system_compact_v1") == TRAIN_SYSTEM_COMPACT_V1_SNAPSHOT

@@ -389,3 +389,29 @@ def test_multimodal_sft_with_ablation_switches(smoke, tmp_path, ablation):
     for i, row in enumerate(rows):
         kept = batch["labels"][i][batch["labels"][i] != -100]
         assert processor.tokenizer.decode(kept) == row["answer"] + processor.tokenizer.eos_token
+
+
+def test_experiment_targets_and_whole_word_tokens(tmp_path):
+    """The CPU experiment's pieces: the evidence-citing SFT target names every AU the evidence shows (the distractor
+    too), the gold set does not; the tiny tokenizer can keep AU codes whole."""
+    from emoreason.knowledge.facs import AUS
+    from emoreason.parsing import parse_output
+    from tests.fixtures.train.tiny_model import default_corpus, make_tiny_model
+
+    spec = importlib.util.spec_from_file_location(
+        "experiment_cpu", Path(__file__).parents[1] / "train" / "experiment_cpu.py"
+    )
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    shards = exp.write_data(tmp_path, 30, 5, "evidence")
+    rows = [json.loads(line) for line in shards["train"].read_text().splitlines()]
+    with_distractor = [r for r in rows if set(exp.shown_aus(Path(r["evidence"]))) - set(r["aus"])]
+    assert with_distractor  # 40 % of clips carry a distractor AU
+    for r in rows:
+        cited = parse_output(r["answer"]).think_aus
+        assert cited == exp.shown_aus(Path(r["evidence"])) and set(r["aus"]) <= set(cited)
+    from transformers import AutoTokenizer
+
+    whole = AutoTokenizer.from_pretrained(make_tiny_model(tmp_path / "w", default_corpus(), whole_words=AUS))
+    split = AutoTokenizer.from_pretrained(make_tiny_model(tmp_path / "s", default_corpus()))
+    assert whole.tokenize("AU25, AU4")[0] == "AU25" and len(split.tokenize("AU25")) > 1

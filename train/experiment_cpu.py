@@ -3,22 +3,32 @@ the compressor ablation (multimodal EmoReason model, SFT with use_compressor on 
 
     python train/experiment_cpu.py --out results/experiment_cpu --seeds 0 1
 
-Task: train/held-out shards (240 / 120 clips, data seeds 10 / 12) of prototypical AU events per emotion with missing AUs
-(15 %), onset jitter and a distractor AU in 40 % of clips (``tests/fixtures/train/synth.py``). The gold AU set is the
-expression's AUs (never the distractor). The target is compact by default (``--target compact``: the AUs relied on and
-the conclusion in ``<think>``, then the answer JSON), so generation stays cheap on the CPU; ``--target reference``
-uses the fixture's longer CoT with onset/offset times.
+(the defaults are the reported configuration: 2000 / 120 clips, hidden 128 × 4 layers, SFT 1000 steps of 16, GRPO
+150 steps of 64 completions = 8 prompts × 8, lr 1e-4, beta 0.04, temperature 1.0, weights format 0.25 / emotion 1 /
+AU 1; the model card lists the other configurations tried).
 
-Text path: a tiny random Qwen2 (hidden 64, 2 layers, BPE tokenizer trained on the task's text) is trained from
-scratch with full fine-tuning: SFT, then GRPO from the SFT weights. Every stage is measured the same way: greedy
-answers on the same 120 held-out clips, mean format / emotion (= accuracy) / AU (2·F1 − 1) rewards.
+Task: train/held-out shards (data seeds 10 / 12) of prototypical AU events per emotion with missing AUs (15 %), onset
+jitter and a distractor AU in 40 % of clips (``tests/fixtures/train/synth.py``; events listed in onset order). The gold
+AU set is the expression's AUs (never the distractor).
+
+SFT targets (``--target``): ``evidence`` (default) is what a CoT writer that reads the evidence but not the gold labels
+produces — as the engine-written chain-of-thought targets of ``emoreason/data/builder.py`` are: it cites every AU the
+evidence shows, distractors included, then the gold emotion. GRPO's AU reward scores the AUs named in the reasoning
+against the gold set, so it can teach what imitation cannot: leave the distractors out. ``compact`` cites the gold set
+(SFT can then learn everything; GRPO has nothing left to add), ``reference`` the fixture's long CoT with times.
+
+Text path: a tiny random Qwen2 (``--hidden-size``, ``--num-layers``; BPE tokenizer trained on the task's text, one token
+per AU code unless ``--no-au-tokens``) trained from scratch with full fine-tuning and the two-line system prompt
+``prompts/train_system_compact_v1.md``: SFT, then GRPO from the SFT weights. Every stage is measured the same way:
+greedy answers on the same held-out clips, mean format / emotion (= accuracy) / AU (2·F1 − 1) rewards.
 
 Ablation: the tiny random EmoReason model (``emoreason.models.emoreason.testing``) reads the clip's AU series through
 its face encoder (no evidence text in the prompt), SFT with the same steps and seed, compressor on vs off, measured
 with the same greedy held-out rewards.
 
 Writes ``results.json`` and ``reward_curves.png`` (GRPO's per-step mean rewards on its own samples, per seed, with the
-held-out SFT and SFT+GRPO levels) under ``--out``.
+held-out SFT and SFT+GRPO levels) under ``--out``; runs started separately (one seed per process) are collected with
+``--aggregate``.
 """
 
 from __future__ import annotations
@@ -44,6 +54,14 @@ def compact_answer(emotion: str, aus: list[str]) -> str:
     return format_answer(f"Key observations: {', '.join(aus)}. Conclusion: {emotion}.", emotion, None, aus)
 
 
+def shown_aus(evidence: Path) -> list[str]:
+    """Every AU the evidence shows, in onset order: what a CoT writer that cites the evidence (and does not know the
+    gold labels) puts in its key observations, distractor AUs included."""
+    from emoreason.evidence import Evidence
+
+    return [e.au for e in Evidence.load(evidence).au_events]
+
+
 def write_data(out: Path, n_train: int, n_eval: int, target: str) -> dict[str, Path]:
     from emoreason.io import atomic_write_text
     from tests.fixtures.train.synth import synthetic_rows
@@ -51,15 +69,19 @@ def write_data(out: Path, n_train: int, n_eval: int, target: str) -> dict[str, P
     shards = {}
     for name, n, seed in (("train", n_train, 10), ("eval", n_eval, 12)):
         rows = synthetic_rows(out / "evidence", n, seed=seed)
-        if target == "compact":
-            for r in rows:
+        for r in rows:
+            if target == "compact":
                 r["answer"] = compact_answer(r["emotion"], r["aus"])
+            elif target == "evidence":
+                r["answer"] = compact_answer(r["emotion"], shown_aus(Path(r["evidence"])))
         shards[name] = out / f"{name}.jsonl"
         atomic_write_text(shards[name], "".join(json.dumps(r) + "\n" for r in rows))
     return shards
 
 
-def held_out_text(model: Path, shards: dict[str, Path], max_new_tokens: int) -> dict[str, float | None]:
+def held_out_text(
+    model: Path, shards: dict[str, Path], max_new_tokens: int, system_prompt: str
+) -> dict[str, float | None]:
     from emoreason.training.config import EmoSFTConfig, parse_recipe
     from emoreason.training.synthesize import evaluate_rewards
     from tests.fixtures.train.synth import evidence_text
@@ -67,7 +89,16 @@ def held_out_text(model: Path, shards: dict[str, Path], max_new_tokens: int) -> 
     cfg = parse_recipe(
         EmoSFTConfig,
         RECIPES / "sft_smoke.yaml",
-        ["--model_name_or_path", str(model), "--train_files", str(shards["train"]), "--use_lora", "false"],
+        [
+            "--model_name_or_path",
+            str(model),
+            "--train_files",
+            str(shards["train"]),
+            "--use_lora",
+            "false",
+            "--system_prompt",
+            system_prompt,
+        ],  # fmt: skip
     )
     r = evaluate_rewards(
         cfg, [str(shards["eval"])], REWARDS, max_new_tokens=max_new_tokens, evidence_formatter=evidence_text
@@ -76,6 +107,8 @@ def held_out_text(model: Path, shards: dict[str, Path], max_new_tokens: int) -> 
 
 
 def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> dict[str, Any]:
+    from emoreason.data.builder import system_prompt_text
+    from emoreason.knowledge.facs import AUS
     from emoreason.training.config import EmoGRPOConfig, EmoSFTConfig, parse_recipe
     from emoreason.training.grpo import run_grpo
     from emoreason.training.sft import run_sft
@@ -84,16 +117,24 @@ def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> 
 
     out = a.out / f"seed{seed}"
     common = ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
-    common += ["--save_steps", "100000"]
-    corpus = default_corpus() + [r for r in _answers(shards["train"])][:60]
+    common += ["--save_steps", "100000", "--system_prompt", a.system_prompt]
+    corpus = default_corpus() + [system_prompt_text(a.system_prompt)] * 3 + _answers(shards["train"])[:60]
     res: dict[str, Any] = {"held_out": {}, "seconds": {}}
     sft_dir = out / "sft"
     if not (a.reuse_sft and (sft_dir / "emoreason_train.json").exists()):
-        base = make_tiny_model(out / "base", corpus, vocab_size=800, seed=seed)
-        res["held_out"]["untrained"] = held_out_text(base, shards, a.max_new_tokens)
+        base = make_tiny_model(
+            out / "base",
+            corpus,
+            vocab_size=800,
+            seed=seed,
+            hidden_size=a.hidden_size,
+            num_layers=a.num_layers,
+            whole_words=AUS if a.au_tokens else (),
+        )
+        res["held_out"]["untrained"] = held_out_text(base, shards, a.max_new_tokens, a.system_prompt)
         t = time.time()
         sft_args = ["--model_name_or_path", str(base), "--output_dir", str(sft_dir), "--max_steps", str(a.sft_steps)]
-        sft_args += ["--per_device_train_batch_size", "8", "--learning_rate", str(a.sft_lr)]
+        sft_args += ["--per_device_train_batch_size", str(a.sft_batch), "--learning_rate", str(a.sft_lr)]
         sft_args += ["--lr_scheduler_type", "cosine", "--warmup_steps", "0.05", "--logging_steps", "10", *common]
         sft = run_sft(
             parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", sft_args), evidence_formatter=evidence_text
@@ -101,7 +142,7 @@ def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> 
         res["seconds"]["sft"] = round(time.time() - t, 1)
         res["sft_loss"] = [(e["step"], e["loss"]) for e in sft["log_history"] if "loss" in e]
         res["sft_args"] = sft_args
-        res["held_out"]["sft"] = held_out_text(sft_dir, shards, a.max_new_tokens)
+        res["held_out"]["sft"] = held_out_text(sft_dir, shards, a.max_new_tokens, a.system_prompt)
         _save_json(out / "sft_stage.json", res)
     else:
         res = json.loads((out / "sft_stage.json").read_text())
@@ -118,7 +159,7 @@ def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> 
     grpo = run_grpo(parse_recipe(EmoGRPOConfig, RECIPES / "grpo_smoke.yaml", g), evidence_formatter=evidence_text)
     res["seconds"]["grpo"] = round(time.time() - t, 1)
     res["grpo_args"] = g
-    res["held_out"]["sft+grpo"] = held_out_text(grpo_dir, shards, a.max_new_tokens)
+    res["held_out"]["sft+grpo"] = held_out_text(grpo_dir, shards, a.max_new_tokens, a.system_prompt)
     res["grpo_rewards"] = grpo["rewards"]
     _save_json(out / f"results{a.tag}.json", res)
     return res
@@ -135,7 +176,9 @@ def _save_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1))
 
 
-def held_out_multimodal(model_dir: Path, eval_file: Path, max_new_tokens: int) -> dict[str, float | None]:
+def held_out_multimodal(
+    model_dir: Path, eval_file: Path, max_new_tokens: int, system_prompt: str
+) -> dict[str, float | None]:
     """Greedy answers of an EmoReason checkpoint on the held-out rows (evidence through the processor): mean rewards,
     and the teacher-forced loss on the held-out answers (``loss``)."""
     import torch
@@ -149,7 +192,7 @@ def held_out_multimodal(model_dir: Path, eval_file: Path, max_new_tokens: int) -
 
     model = EmoReasonForConditionalGeneration.from_pretrained(model_dir).eval()
     processor = EmoReasonProcessor.from_pretrained(model_dir)
-    collator = EvidenceCollator(processor)
+    collator = EvidenceCollator(processor, system_prompt)
     scores = []
     rows = load_rows([str(eval_file)])
     losses = []
@@ -174,14 +217,15 @@ def run_ablation(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> d
     from emoreason.training.sft import run_sft
 
     out = a.out / f"ablation_seed{seed}"
-    base = tiny_model_dir(out)
+    base = tiny_model_dir(out, text_config={"max_position_embeddings": 2048})  # room for the training system prompt
     res: dict[str, Any] = {}
     for on in (True, False):
         name = "compressor_on" if on else "compressor_off"
         t = time.time()
         args = ["--model_name_or_path", str(base), "--output_dir", str(out / name), "--max_steps", str(a.mm_steps)]
         args += ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
-        args += ["--per_device_train_batch_size", "8", "--learning_rate", str(a.sft_lr), "--lr_scheduler_type"]
+        args += ["--per_device_train_batch_size", str(a.sft_batch), "--learning_rate", str(a.sft_lr)]
+        args += ["--system_prompt", a.system_prompt, "--lr_scheduler_type"]
         args += ["cosine", "--warmup_steps", "0.05", "--logging_steps", "10", "--save_steps", "100000"]
         args += ["--use_compressor", str(on).lower()]
         sft = run_sft(parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", args))
@@ -189,7 +233,7 @@ def run_ablation(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> d
             "seconds": round(time.time() - t, 1),
             "train_loss": sft["train_loss"],
             "loss": [(e["step"], e["loss"]) for e in sft["log_history"] if "loss" in e],
-            "held_out": held_out_multimodal(out / name, shards["eval"], a.max_new_tokens_mm),
+            "held_out": held_out_multimodal(out / name, shards["eval"], a.max_new_tokens_mm, a.system_prompt),
         }
     _save_json(out / "ablation.json", res)
     return res
@@ -246,24 +290,44 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "results" / "experiment_cpu")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--target", choices=["compact", "reference"], default="compact")
-    p.add_argument("--n-train", type=int, default=240)
+    p.add_argument(
+        "--target",
+        choices=["evidence", "compact", "reference"],
+        default="evidence",
+        help="SFT targets: evidence = compact CoT citing every AU the evidence shows (distractors too; the AU reward "
+        "scores against the gold set), compact = the gold AU set, reference = the fixture's long CoT with times",
+    )
+    p.add_argument(
+        "--system-prompt",
+        default="train_system_compact_v1",
+        help="system prompt file (prompts/): the compact one keeps the tiny model's sequences short",
+    )
+    p.add_argument("--sft-batch", type=int, default=16)
+    p.add_argument(
+        "--au-tokens",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give the text model's tokenizer one token per AU code (else AU25 is AU, 2, 5)",
+    )
+    p.add_argument("--hidden-size", type=int, default=128)
+    p.add_argument("--num-layers", type=int, default=4)
+    p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--n-eval", type=int, default=120)
-    p.add_argument("--sft-steps", type=int, default=150)
-    p.add_argument("--sft-lr", type=float, default=3e-3)
-    p.add_argument("--grpo-steps", type=int, default=200)
-    p.add_argument("--grpo-batch", type=int, default=32, help="completions per step (prompts x num_generations)")
+    p.add_argument("--sft-steps", type=int, default=1000)
+    p.add_argument("--sft-lr", type=float, default=2e-3)
+    p.add_argument("--grpo-steps", type=int, default=150)
+    p.add_argument("--grpo-batch", type=int, default=64, help="completions per step (prompts x num_generations)")
     p.add_argument("--num-generations", type=int, default=8)
-    p.add_argument("--grpo-lr", type=float, default=5e-4)
+    p.add_argument("--grpo-lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--beta", type=float, default=0.04)
     p.add_argument("--loss-type", default="dapo")
     p.add_argument("--scale-rewards", default="group")
     p.add_argument("--num-iterations", type=int, default=1)
-    p.add_argument("--reward-weights", type=float, nargs=3, default=[0.25, 0.5, 1.0], help="format emotion au")
+    p.add_argument("--reward-weights", type=float, nargs=3, default=[0.25, 1.0, 1.0], help="format emotion au")
     p.add_argument("--max-new-tokens", type=int, default=80)
     p.add_argument("--max-new-tokens-mm", type=int, default=96)
-    p.add_argument("--mm-steps", type=int, default=150)
+    p.add_argument("--mm-steps", type=int, default=1000)
     p.add_argument("--no-ablation", action="store_true")
     p.add_argument("--only-ablation", action="store_true")
     p.add_argument("--reuse-sft", action="store_true", help="start GRPO from an SFT stage already in --out")
