@@ -5,7 +5,11 @@ Run inside .venv-vllm (scripts/make_vllm_env.sh):
         .venv-vllm/bin/python bench/bench_vllm.py --prompts 32 --max-tokens 64
 
 Prints generated tokens/s for both and the ratio (goal >= 3x). The transformers side runs in a child process (its
-processor loads librosa/llvmlite, which vLLM 0.32's kernel scan trips over), batched with left padding.
+processor loads librosa/llvmlite, which vLLM 0.32's kernel scan trips over), batched with left padding. Both sides
+generate exactly ``--max-tokens`` per prompt (eos ignored), so they do the same work.
+
+``--text`` picks the text model inside the EmoReason model (random weights, same encoders): ``tiny`` (hidden 64,
+2 layers) or ``smollm2-135m`` (SmolLM2-135M's shape: hidden 576, 30 layers, 9 heads of 64, 3 KV heads).
 """
 
 from __future__ import annotations
@@ -18,6 +22,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+TEXT_MODELS = {
+    "tiny": {},
+    "smollm2-135m": {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "head_dim": 64,
+        "max_position_embeddings": 2048,
+    },  # fmt: skip
+}
 
 _HF = """
 import json, sys, time, torch
@@ -32,6 +49,8 @@ prompts = [proc.render([{"role": "user", "content": q}])[0] for q in qs]
 evs = [tiny_evidence(seed=i) for i in range(n)]
 auds = [tiny_audio(seed=i) for i in range(n)]
 model = EmoReasonForConditionalGeneration.from_pretrained(d).eval()
+with torch.no_grad():  # warm-up, as on the vLLM side
+    model.generate(**proc(text=prompts[:1], evidence=evs[:1], audio=auds[:1]), max_new_tokens=2, do_sample=False)
 items, toks, gen = [], 0, 0.0
 t0 = time.perf_counter()
 with torch.no_grad():
@@ -39,7 +58,7 @@ with torch.no_grad():
         x = proc(text=prompts[s:s+bs], evidence=evs[s:s+bs], audio=auds[s:s+bs], return_tensors="pt")
         sup = [proc.tokenizer.convert_tokens_to_ids(t) for t in ("<|face|>", "<|audio|>")]
         t1 = time.perf_counter()
-        y = model.generate(**x, max_new_tokens=k, do_sample=False, suppress_tokens=sup)
+        y = model.generate(**x, max_new_tokens=k, min_new_tokens=k, do_sample=False, suppress_tokens=sup)
         gen += time.perf_counter() - t1
         toks += (y.shape[1] - x["input_ids"].shape[1]) * y.shape[0]
         for j in range(y.shape[0]):
@@ -55,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--hf-batch", type=int, default=8, help="transformers generate batch size")
+    ap.add_argument("--text", choices=sorted(TEXT_MODELS), default="tiny", help="the text model's shape")
     ap.add_argument(
         "--hf-python", default=sys.executable, help="python for the transformers side (e.g. /work/venv/bin/python)"
     )
@@ -67,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from emoreason.models.emoreason.testing import tiny_model_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_vllm_"))
-    model_dir = tiny_model_dir(tmp)
+    model_dir = tiny_model_dir(tmp, text_config=TEXT_MODELS[args.text])
     ref = tmp / "hf.pt"
     # Only generate() is timed on the transformers side; vLLM gets the same precomputed features.
     subprocess.run(
@@ -84,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         check=True,
     )
     hf = torch.load(ref)
-    llm = LLM(model=str(model_dir), dtype="float32", max_model_len=512, enforce_eager=True, enable_mm_embeds=True)
+    llm = LLM(model=str(model_dir), dtype="float32", max_model_len=512, enforce_eager=True, enable_mm_embeds=True,
+              max_num_seqs=max(args.prompts, 8))  # fmt: skip
     reqs = [
         {
             "prompt": it["prompt"],
@@ -97,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     # A random model may emit a placeholder token; both sides forbid the two placeholders.
     bias = {int(t): -100.0 for t in hf["suppress"]}
-    sp = SamplingParams(max_tokens=args.max_tokens, temperature=0, logit_bias=bias)
+    sp = SamplingParams(max_tokens=args.max_tokens, temperature=0, logit_bias=bias, ignore_eos=True)
     llm.generate(reqs[:2], sp, use_tqdm=False)  # warm-up
     t0 = time.perf_counter()
     outs = llm.generate(reqs, sp, use_tqdm=False)
     dt = time.perf_counter() - t0
     v_toks = sum(len(o.outputs[0].token_ids) for o in outs)
     res = {
+        "text_model": args.text,
         "prompts": args.prompts,
+        "hf_batch": args.hf_batch,
         "max_tokens": args.max_tokens,
         "transformers_tok_s": round(hf["tokens"] / hf["seconds"], 1),
         "vllm_tok_s": round(v_toks / dt, 1),
