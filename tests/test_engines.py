@@ -174,3 +174,27 @@ def test_bad_adapters_are_refused(tiny, tmp_path) -> None:
         Settings(lora=str(tmp_path)).validate()
     with pytest.raises(ConfigError, match="--lora"):
         make_engine("engine", lora=tmp_path)
+
+
+def test_the_clip_audio_is_decoded_once_per_file(engine, wav, monkeypatch, tmp_path) -> None:
+    """A request's analysis and its question share one decode of the clip's audio; a changed file is read again and a
+    missing one is a clear media error."""
+    from emoreason import media
+    from emoreason.errors import MediaError
+
+    calls = []
+    real = media.load_audio
+    monkeypatch.setattr(media, "load_audio", lambda p, sr=16000: calls.append(p) or real(p, sr))
+    ev = tiny_evidence(2.0)
+    fresh = tmp_path / "fresh.wav"
+    fresh.write_bytes(wav.read_bytes())
+    first = engine.clip.build(ev, QUESTION, media=fresh)[1]["audio_values"]
+    again = engine.clip.build(ev, "Why?", media=fresh)[1]["audio_values"]
+    assert len(calls) == 1 and torch.equal(first, again)
+    import soundfile as sf
+
+    sf.write(fresh, tiny_audio(1.0), 16000, subtype="FLOAT")  # a new version of the file
+    assert engine.clip.build(ev, QUESTION, media=fresh)[1]["audio_values"].shape[1] < first.shape[1]
+    assert len(calls) == 2
+    with pytest.raises(MediaError, match="missing.wav"):
+        engine.clip.build(ev, QUESTION, media=tmp_path / "missing.wav")

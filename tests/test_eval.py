@@ -575,6 +575,13 @@ def test_checkpoint_adapter(tmp_path):
     assert r["n_errors"] == 0 and r["model"] == f"checkpoint:{ckpt}"
     row = next(iter_jsonl(tmp_path / "out/dfew/predictions.jsonl"))
     assert row["output"].startswith("<think>") and "<answer>" in row["output"]
+    # an EmoReason checkpoint: the clip goes through its encoders, the task's max_new_tokens still applies
+    from emoreason.models.emoreason.testing import tiny_model_dir
+
+    mm = tiny_model_dir(tmp_path / "mm", text_config={"max_position_embeddings": 4096})
+    model = make_model(f"checkpoint:{mm}")
+    r = run_task(task, model, FIXTURES, tmp_path / "out-mm", limit=1, progress=False)
+    assert r["n_errors"] == 0 and model._engine.clip is not None and model._engine.max_new_tokens == 8
     with pytest.raises(ModelError, match="checkpoint not found"):
         make_model(f"checkpoint:{tmp_path / 'missing'}")
     with pytest.raises(ModelError, match="no config.json"):

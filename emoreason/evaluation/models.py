@@ -216,11 +216,13 @@ class OpenAIModel:
 
 
 class CheckpointModel:
-    """A local transformers chat checkpoint fine-tuned on the training prompts (``emoreason train`` output).
+    """A local checkpoint (``emoreason train`` output): an EmoReason model, or a text chat model fine-tuned on the
+    training prompts.
 
     It runs through the server's :class:`emoreason.serving.engines.TransformersEngine`, so the model sees exactly the
-    prompt it was trained on (``prompts/train_*_v1.md`` with the shared evidence text), not the evaluation prompt; the
-    output is its own ``<think>/<answer>`` text. ``max_new_tokens`` of the task's generation kwargs applies.
+    prompt it was trained on (the clip through its encoders, or ``prompts/train_*_v1.md`` with the shared evidence
+    text), not the evaluation prompt; the output is its own ``<think>/<answer>`` text. ``max_new_tokens`` of the task's
+    generation kwargs applies.
     """
 
     max_concurrency = 1
@@ -235,10 +237,10 @@ class CheckpointModel:
             raise ModelError(f"checkpoint support is not available: {e}", path) from e
         self.name = f"checkpoint:{path}"
         self._engine = TransformersEngine(path)  # raises ModelError naming the folder when it cannot load
-        self._default_tokens = self._engine.backend.max_new_tokens
+        self._default_tokens = self._engine.max_new_tokens
 
     def generate(self, request: Request) -> Response:
-        self._engine.backend.max_new_tokens = int(request.generation.get("max_new_tokens", self._default_tokens))
+        self._engine.max_new_tokens = int(request.generation.get("max_new_tokens", self._default_tokens))
         analysis = self._engine.analyze(load_evidence(request.sample))
         return Response(text=analysis.answer_text())
 

@@ -18,6 +18,18 @@ log = logging.getLogger(__name__)
 Message = dict[str, str]
 
 
+def greedy_reply(model: Any, tokenizer: Any, inputs: Any, max_new_tokens: int, device: str = "cpu") -> str:
+    """Greedy ``generate`` from tokenised ``inputs`` (one prompt; encoder inputs ride along for multimodal models) and
+    the decoded new text, special tokens dropped."""
+    import torch
+
+    x = {k: v.to(device) for k, v in inputs.items()}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.inference_mode():
+        out = model.generate(**x, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    return tokenizer.decode(out[0, x["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
 class ChatBackend(ABC):
     """Anything that answers a chat."""
 
@@ -50,16 +62,9 @@ class TransformersBackend(ChatBackend):
         self.device = device
 
     def chat(self, messages: list[Message]) -> str:
-        import torch
-
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                  return_dict=True)  # fmt: skip
-        ids = {k: v.to(self.device) for k, v in ids.items()}
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with torch.inference_mode():
-            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad)
-        n = ids["input_ids"].shape[1]
-        return self.tokenizer.decode(out[0, n:], skip_special_tokens=True).strip()
+        return greedy_reply(self.model, self.tokenizer, ids, self.max_new_tokens, self.device)
 
 
 class OpenAIBackend(ChatBackend):

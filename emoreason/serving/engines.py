@@ -18,6 +18,7 @@ come from the knowledge engine, so every response keeps its evidence.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -113,6 +114,23 @@ def merge_adapter(model: Any, path: str | Path) -> Any:
         raise ModelError(f"cannot apply the LoRA adapter: {e}", path) from e
 
 
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return Path(path).stat()
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _clip_audio(path: str, size: int, mtime_ns: int, sr: int) -> Any:
+    """The clip's audio at ``sr`` Hz (``None`` when it has none), decoded once per file version: a request's analysis
+    and its question both need it."""
+    from emoreason import media
+
+    wav = media.load_audio(path, sr)
+    return wav if wav is not None and wav.size else None
+
+
 class ClipPrompts:
     """Builds an EmoReason checkpoint's inputs for one clip and one question: the rendered prompt with the face/audio
     placeholders the clip supports, and the processor's encoder inputs (face/AU series; log-mel + prosody audio)."""
@@ -134,13 +152,12 @@ class ClipPrompts:
         self, evidence: Evidence, question: str, media: Path | None = None, history: list[dict] | None = None
     ) -> tuple[str, Any]:
         from emoreason.data.builder import clip_messages
-        from emoreason.media import load_audio
 
         face = bool(self.config.use_face and evidence.aus is not None and evidence.aus.times)
         wav = None
         if self.config.use_audio and media is not None and evidence.media.has_audio:
-            wav = load_audio(media, self.processor.sampling_rate)
-            wav = wav if wav is not None and wav.size else None
+            version = (st.st_size, st.st_mtime_ns) if (st := _stat(media)) else (-1, -1)  # missing: load_audio says so
+            wav = _clip_audio(str(media), *version, self.processor.sampling_rate)
         turns = [{"role": t["role"], "content": t["content"]} for t in history or []]
         prompt = self.processor.render(clip_messages(question, face=face, audio=wav is not None, history=turns))[0]
         inputs = self.processor(text=prompt, evidence=evidence if face or wav is not None else None, audio=wav,
@@ -165,13 +182,9 @@ class TransformersClipModel:
         self.max_new_tokens, self.device = max_new_tokens, device
 
     def generate(self, prompt: str, inputs: Any, tokenizer: Any) -> str:
-        import torch
+        from emoreason.reasoning.backends import greedy_reply
 
-        x = {k: v.to(self.device) for k, v in inputs.items()}
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        with torch.inference_mode():
-            out = self.model.generate(**x, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad)
-        return tokenizer.decode(out[0, x["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        return greedy_reply(self.model, tokenizer, inputs, self.max_new_tokens, self.device)
 
 
 class TransformersEngine:
@@ -195,6 +208,15 @@ class TransformersEngine:
             self.backend = TransformersBackend(path, max_new_tokens=max_new_tokens)
             if lora is not None:
                 self.backend.model = merge_adapter(self.backend.model, lora).eval()
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The reply length limit of whichever generator this checkpoint runs on (settable, e.g. per eval task)."""
+        return (self.clip_model if self.clip is not None else self.backend).max_new_tokens
+
+    @max_new_tokens.setter
+    def max_new_tokens(self, n: int) -> None:
+        (self.clip_model if self.clip is not None else self.backend).max_new_tokens = n
 
     def messages(self, evidence: Evidence, question: str = ANALYSIS_QUESTION) -> list[dict[str, str]]:
         from emoreason.data.builder import system_prompt_text
@@ -254,12 +276,20 @@ class _VLLMGreedy:
     name = "vllm"
 
     def __init__(self, llm: Any, max_new_tokens: int, lora_request: Any = None) -> None:
-        from vllm import SamplingParams
-
         self.llm = llm
-        self.params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self.max_new_tokens = max_new_tokens
         self.lora_request = lora_request
         self._lock = threading.Lock()
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.params.max_tokens
+
+    @max_new_tokens.setter
+    def max_new_tokens(self, n: int) -> None:
+        from vllm import SamplingParams
+
+        self.params = SamplingParams(temperature=0.0, max_tokens=n)
 
     def _run(self, method: str, request: Any) -> str:
         with self._lock:
