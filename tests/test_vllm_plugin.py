@@ -305,3 +305,21 @@ def test_vllm_serve_loads_the_checkpoint_through_the_plugin(served, tmp_path) ->
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def test_throughput_benchmark_runs_both_sides_on_the_served_prompts(capsys) -> None:
+    """bench/bench_vllm.py end to end on the tiny model (eager, two prompts): both sides answer the server's prompts
+    with the same greedy tokens, and the report counts them."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_vllm
+
+    assert bench_vllm.main(["--prompts", "2", "--max-tokens", "4", "--hf-batch", "2", "--eager"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["identical_answers"] == 2
+    assert res["answer_tokens_min_mean_max"] == [4, 4.0, 4]
+    assert res["transformers_tok_s"] > 0 and res["vllm_tok_s"] > 0
+    assert res["prompt_tokens_min_max"][0] > 100  # the system prompt is in
