@@ -415,3 +415,38 @@ def test_experiment_targets_and_whole_word_tokens(tmp_path):
     whole = AutoTokenizer.from_pretrained(make_tiny_model(tmp_path / "w", default_corpus(), whole_words=AUS))
     split = AutoTokenizer.from_pretrained(make_tiny_model(tmp_path / "s", default_corpus()))
     assert whole.tokenize("AU25, AU4")[0] == "AU25" and len(split.tokenize("AU25")) > 1
+
+
+def test_experiment_noisy_teacher_and_citation_counts(tmp_path):
+    """The inconsistent CoT writer cites some distractors and not others (deterministically per clip), always at least
+    one gold AU; the citation counts tell distractors, missed gold AUs and AUs the evidence does not show apart."""
+    import doctest
+
+    spec = importlib.util.spec_from_file_location(
+        "experiment_cpu", Path(__file__).parents[1] / "train" / "experiment_cpu.py"
+    )
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    assert doctest.testmod(exp).failed == 0
+    from emoreason.parsing import parse_output
+
+    shards = exp.write_data(tmp_path, 60, 6, "noisy", distractor_rate=0.5, miss_rate=0.3)
+    again = exp.write_data(tmp_path / "again", 60, 6, "noisy", distractor_rate=0.5, miss_rate=0.3)
+    rows = [json.loads(line) for line in shards["train"].read_text().splitlines()]
+    assert [r["answer"] for r in rows] == [json.loads(x)["answer"] for x in again["train"].read_text().splitlines()]
+    kept = dropped = 0
+    for r in rows:
+        cited, shown, gold = parse_output(r["answer"]).think_aus, exp.shown_aus(Path(r["evidence"])), set(r["aus"])
+        assert set(cited) & gold and set(cited) <= set(shown)
+        assert cited == [au for au in shown if au in cited]  # onset order kept
+        kept += len(set(cited) - gold)
+        dropped += len(set(shown) - gold - set(cited))
+    assert kept and dropped
+    evals = [json.loads(line) for line in shards["eval"].read_text().splitlines()]
+    gold_answers = {r["id"]: exp.compact_answer(r["emotion"], r["aus"]) for r in evals}
+    counts = exp.citation_errors(shards["eval"], gold_answers)
+    assert counts["clips"] == 6 and counts["distractor_cited"] == counts["gold_missed"] == 0
+    shown_answers = {r["id"]: exp.compact_answer(r["emotion"], exp.shown_aus(Path(r["evidence"])) + ["AU24"])
+                     for r in evals}  # fmt: skip
+    counts = exp.citation_errors(shards["eval"], shown_answers)
+    assert counts["distractor_cited"] == counts["with_distractor"] and counts["unshown_named"] == 6

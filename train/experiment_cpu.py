@@ -3,24 +3,32 @@ the compressor ablation (multimodal EmoReason model, SFT with use_compressor on 
 
     python train/experiment_cpu.py --out results/experiment_cpu --seeds 0 1
 
-(the defaults are the reported configuration: 2000 / 120 clips, hidden 128 × 4 layers, SFT 1000 steps of 16, GRPO
-150 steps of 64 completions = 8 prompts × 8, lr 1e-4, beta 0.04, temperature 1.0, weights format 0.25 / emotion 1 /
-AU 1; the model card lists the other configurations tried).
+(the defaults are the headline configuration: 2000 / 120 clips, noisy-teacher SFT targets, hidden 128 × 4 layers, SFT
+1000 steps of 16, GRPO 150 steps of 64 completions = 8 prompts × 8, lr 1e-4, beta 0.04, temperature 1.0, weights
+format 0.25 / emotion 1 / AU 1; the model card lists the other configurations tried and their flags).
 
 Task: train/held-out shards (data seeds 10 / 12) of prototypical AU events per emotion with missing AUs (15 %), onset
 jitter and a distractor AU in 40 % of clips (``tests/fixtures/train/synth.py``; events listed in onset order). The gold
-AU set is the expression's AUs (never the distractor).
+AU set is the expression's AUs (never the distractor). GRPO's AU reward scores the AUs named in the reasoning against
+the gold set.
 
-SFT targets (``--target``): ``evidence`` (default) is what a CoT writer that reads the evidence but not the gold labels
-produces — as the engine-written chain-of-thought targets of ``emoreason/data/builder.py`` are: it cites every AU the
-evidence shows, distractors included, then the gold emotion. GRPO's AU reward scores the AUs named in the reasoning
-against the gold set, so it can teach what imitation cannot: leave the distractors out. ``compact`` cites the gold set
-(SFT can then learn everything; GRPO has nothing left to add), ``reference`` the fixture's long CoT with times.
+SFT targets (``--target``) are chain-of-thought answers written without the gold AU labels, as the engine-written
+targets of ``emoreason/data/builder.py`` and LLM-written CoT are, and the gold emotion:
+
+- ``noisy`` (default): an inconsistent writer — it cites each distractor the evidence shows with probability
+  ``--teacher-distractor-rate`` (0.6) and leaves out each gold AU with probability ``--teacher-miss-rate`` (0.05),
+  differently from clip to clip. SFT learns the writer's habits, distractors mostly in; the policy still samples
+  answers without them, which GRPO can reinforce.
+- ``evidence``: a consistent writer that cites every AU the evidence shows, distractors always in. SFT learns that
+  rule exactly, its policy almost never samples an answer without the distractor, and GRPO has nothing to reinforce.
+- ``compact`` cites the gold set (SFT can then learn everything; GRPO has nothing left to add), ``reference`` the
+  fixture's long CoT with times.
 
 Text path: a tiny random Qwen2 (``--hidden-size``, ``--num-layers``; BPE tokenizer trained on the task's text, one token
 per AU code unless ``--no-au-tokens``) trained from scratch with full fine-tuning and the two-line system prompt
 ``prompts/train_system_compact_v1.md``: SFT, then GRPO from the SFT weights. Every stage is measured the same way:
-greedy answers on the same held-out clips, mean format / emotion (= accuracy) / AU (2·F1 − 1) rewards.
+greedy answers on the same held-out clips, mean format / emotion (= accuracy) / AU (2·F1 − 1) rewards, and how the
+answers' AUs differ from the gold sets (distractors cited, gold AUs missed, AUs the evidence does not show).
 
 Ablation: the tiny random EmoReason model (``emoreason.models.emoreason.testing``) reads the clip's AU series through
 its face encoder (no evidence text in the prompt), SFT with the same steps and seed, compressor on vs off, measured
@@ -62,7 +70,30 @@ def shown_aus(evidence: Path) -> list[str]:
     return [e.au for e in Evidence.load(evidence).au_events]
 
 
-def write_data(out: Path, n_train: int, n_eval: int, target: str) -> dict[str, Path]:
+def noisy_teacher_aus(row: dict, shown: list[str], distractor_rate: float, miss_rate: float) -> list[str]:
+    """What an inconsistent CoT writer cites (``--target noisy``): each shown AU outside the gold set with probability
+    ``distractor_rate``, each gold AU with probability ``1 - miss_rate`` (at least one cited). Deterministic per row id.
+
+    >>> row = {"id": "s10_0001", "aus": ["AU6", "AU12"]}
+    >>> noisy_teacher_aus(row, ["AU6", "AU25", "AU12"], 1.0, 0.0)
+    ['AU6', 'AU25', 'AU12']
+    >>> noisy_teacher_aus(row, ["AU6", "AU25", "AU12"], 0.0, 0.0)
+    ['AU6', 'AU12']
+    """
+    import random
+
+    rng = random.Random(f"teacher-{row['id']}")
+    gold = set(row["aus"])
+    cited = [au for au in shown if rng.random() < (1.0 - miss_rate if au in gold else distractor_rate)]
+    if not any(au in gold for au in cited):
+        first = next(au for au in shown if au in gold)
+        cited = [au for au in shown if au == first or au in cited]
+    return cited
+
+
+def write_data(
+    out: Path, n_train: int, n_eval: int, target: str, distractor_rate: float = 0.6, miss_rate: float = 0.05
+) -> dict[str, Path]:
     from emoreason.io import atomic_write_text
     from tests.fixtures.train.synth import synthetic_rows
 
@@ -74,6 +105,9 @@ def write_data(out: Path, n_train: int, n_eval: int, target: str) -> dict[str, P
                 r["answer"] = compact_answer(r["emotion"], r["aus"])
             elif target == "evidence":
                 r["answer"] = compact_answer(r["emotion"], shown_aus(Path(r["evidence"])))
+            elif target == "noisy":
+                cited = noisy_teacher_aus(r, shown_aus(Path(r["evidence"])), distractor_rate, miss_rate)
+                r["answer"] = compact_answer(r["emotion"], cited)
         shards[name] = out / f"{name}.jsonl"
         atomic_write_text(shards[name], "".join(json.dumps(r) + "\n" for r in rows))
     return shards
@@ -82,6 +116,7 @@ def write_data(out: Path, n_train: int, n_eval: int, target: str) -> dict[str, P
 def held_out_text(
     model: Path, shards: dict[str, Path], max_new_tokens: int, system_prompt: str
 ) -> dict[str, float | None]:
+    """Mean greedy held-out rewards, plus ``citations``: how the answers' AUs differ from the gold sets."""
     from emoreason.training.config import EmoSFTConfig, parse_recipe
     from emoreason.training.synthesize import evaluate_rewards
     from tests.fixtures.train.synth import evidence_text
@@ -103,7 +138,26 @@ def held_out_text(
     r = evaluate_rewards(
         cfg, [str(shards["eval"])], REWARDS, max_new_tokens=max_new_tokens, evidence_formatter=evidence_text
     )
-    return r["mean"]
+    return {**r["mean"], "citations": citation_errors(shards["eval"], {p["id"]: p["answer"] for p in r["per_row"]})}
+
+
+def citation_errors(eval_shard: Path, answers: dict[str, str]) -> dict[str, int]:
+    """Counts over the held-out clips: those whose evidence shows a distractor and how many answers cite it, and how
+    many answers leave out a gold AU or name an AU the evidence does not show (AUs read from the reasoning, as the AU
+    reward reads them)."""
+    from emoreason.rewards import parse_output
+
+    counts = {"clips": 0, "with_distractor": 0, "distractor_cited": 0, "gold_missed": 0, "unshown_named": 0}
+    for line in eval_shard.read_text().splitlines():
+        row = json.loads(line)
+        shown, gold = set(shown_aus(Path(row["evidence"]))), set(row["aus"])
+        named = set(parse_output(answers[row["id"]]).think_aus)
+        counts["clips"] += 1
+        counts["with_distractor"] += bool(shown - gold)
+        counts["distractor_cited"] += bool((shown - gold) & named)
+        counts["gold_missed"] += bool(gold - named)
+        counts["unshown_named"] += bool(named - shown)
+    return counts
 
 
 def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> dict[str, Any]:
@@ -292,11 +346,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument(
         "--target",
-        choices=["evidence", "compact", "reference"],
-        default="evidence",
+        choices=["evidence", "noisy", "compact", "reference"],
+        default="noisy",
         help="SFT targets: evidence = compact CoT citing every AU the evidence shows (distractors too; the AU reward "
-        "scores against the gold set), compact = the gold AU set, reference = the fixture's long CoT with times",
+        "scores against the gold set), noisy = an inconsistent writer citing each distractor with probability "
+        "--teacher-distractor-rate and missing each gold AU with probability --teacher-miss-rate, compact = the gold "
+        "AU set, reference = the fixture's long CoT with times",
     )
+    p.add_argument("--teacher-distractor-rate", type=float, default=0.6)
+    p.add_argument("--teacher-miss-rate", type=float, default=0.05)
     p.add_argument(
         "--system-prompt",
         default="train_system_compact_v1",
@@ -338,13 +396,29 @@ def main() -> None:
         help="only collect the per-seed results and ablations already under --out (runs started separately, e.g. one "
         "seed per process) into results<tag>.json and reward_curves<tag>.png",
     )
+    p.add_argument(
+        "--diagnose",
+        type=Path,
+        nargs="+",
+        help="only measure these trained stage folders (e.g. OUT/seed0/sft OUT/seed0/grpo) on --out's held-out shard, "
+        "with the citation counts, into OUT/diagnostics.json",
+    )
     a = p.parse_args()
     a.out = a.out.resolve()
     logging.basicConfig(level=logging.WARNING)
     if a.aggregate:
         aggregate(a.out, a.tag)
         return
-    shards = write_data(a.out / "data", a.n_train, a.n_eval, a.target)
+    if a.diagnose:
+        shards = {"train": a.out / "data" / "train.jsonl", "eval": a.out / "data" / "eval.jsonl"}
+        found = json.loads((a.out / "diagnostics.json").read_text()) if (a.out / "diagnostics.json").exists() else {}
+        for d in a.diagnose:
+            key = str(d.resolve().relative_to(a.out))
+            found[key] = held_out_text(d, shards, a.max_new_tokens, a.system_prompt)
+            print(key, json.dumps(found[key]))
+            _save_json(a.out / "diagnostics.json", found)
+        return
+    shards = write_data(a.out / "data", a.n_train, a.n_eval, a.target, a.teacher_distractor_rate, a.teacher_miss_rate)
     results: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}}
     results["task"] = {"n_train": a.n_train, "n_eval": a.n_eval, "data_seeds": {"train": 10, "eval": 12}}
     if not a.only_ablation:
