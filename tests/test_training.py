@@ -450,3 +450,121 @@ def test_experiment_noisy_teacher_and_citation_counts(tmp_path):
                      for r in evals}  # fmt: skip
     counts = exp.citation_errors(shards["eval"], shown_answers)
     assert counts["distractor_cited"] == counts["with_distractor"] and counts["unshown_named"] == 6
+
+
+@pytest.mark.parametrize(("lora", "beta"), [("true", 0.0), ("false", 0.04)])
+def test_multimodal_grpo_reads_the_clip_through_the_face_encoder(smoke, tmp_path, lora, beta):
+    """GRPO of the tiny random EmoReason model: prompts carry the face placeholder, each row's Evidence reaches
+    generation and every log-probability as encoder inputs (with beta > 0 and full fine-tuning a separate reference
+    model, loaded by TRL, reads them too), the LLM moves, and the checkpoint reloads with its processor."""
+    testing = importlib.import_module("emoreason.models.emoreason.testing")
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
+    from emoreason.training import grpo as grpo_mod
+
+    seen: list[tuple] = []
+    trainer_class = grpo_mod._clip_trainer_class()
+    original = trainer_class._get_per_token_logps_and_entropies
+
+    def spy(self, model, input_ids, *args, **kwargs):
+        fields = self._clip_fields or {}
+        seen.append((input_ids.shape[0], {k: tuple(v.shape) for k, v in fields.items()}))
+        return original(self, model, input_ids, *args, **kwargs)
+
+    def length_reward(completions, **kwargs):  # a random model's answers differ in this, so advantages are not 0
+        from emoreason.rewards import completion_text
+
+        return [len(completion_text(c)) / 50 for c in completions]
+
+    base = testing.tiny_model_dir(tmp_path)
+    cfg = parse_recipe(
+        EmoGRPOConfig,
+        RECIPES / "grpo_smoke.yaml",
+        [
+            *overrides(smoke, model_name_or_path=base, train_files=[smoke["train"]], output_dir=tmp_path / "grpo"),
+            *["--beta", str(beta), "--max_completion_length", "8", "--num_generations", "4"],
+            *["--per_device_train_batch_size", "4", "--reward_funcs", "length", "--reward_weights", "1.0"],
+            *["--use_lora", lora],
+        ],
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(grpo_mod.REWARDS, "length", length_reward)
+        mp.setattr(grpo_mod, "_clip_trainer_class", lambda: type("Spied", (trainer_class,), {
+            "_get_per_token_logps_and_entropies": spy}))  # fmt: skip
+        g = grpo_mod.run_grpo(cfg)
+    assert g["evidence_mode"] == "model" and g["global_step"] == 2
+    assert g["rewards"] and all("reward" in e for e in g["rewards"])
+    assert seen and all(n > 0 and fields["face_values"][0] == n for n, fields in seen)  # every call had the clip
+    out = g["merged"] if lora == "true" else tmp_path / "grpo"
+    trained = EmoReasonForConditionalGeneration.from_pretrained(out)
+    before = EmoReasonForConditionalGeneration.from_pretrained(base)
+    assert any(
+        not torch.equal(p, before.state_dict()[k]) for k, p in trained.state_dict().items() if k.startswith("language")
+    )
+    if lora == "false":  # the loss reached the face encoder/compressor through the clip inputs
+        assert any(
+            not torch.equal(p, before.state_dict()[k])
+            for k, p in trained.state_dict().items()
+            if k.startswith("face.")
+        )
+    assert EmoReasonProcessor.from_pretrained(out).tokenizer is not None
+
+
+def test_multimodal_grpo_refuses_vllm_generation(smoke, tmp_path):
+    testing = importlib.import_module("emoreason.models.emoreason.testing")
+    from emoreason.training.grpo import run_grpo
+
+    base = testing.tiny_model_dir(tmp_path)
+    cfg = parse_recipe(
+        EmoGRPOConfig,
+        RECIPES / "grpo_smoke.yaml",
+        overrides(smoke, model_name_or_path=base, train_files=[smoke["train"]], output_dir=tmp_path / "g"),
+    )
+    cfg.use_vllm = True
+    with pytest.raises(ConfigError):
+        run_grpo(cfg)
+
+
+def test_multimodal_evaluation_and_synthesis_read_the_clip(smoke, tmp_path, monkeypatch):
+    """Held-out evaluation and the synthesis loop run on an EmoReason checkpoint: every generate call gets the row's
+    face inputs, sampling gives num_samples answers per clip, and the run is recorded per clip."""
+    testing = importlib.import_module("emoreason.models.emoreason.testing")
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration
+    from emoreason.training import synthesize as S
+
+    calls: list[tuple[int, tuple]] = []
+    original = EmoReasonForConditionalGeneration.generate
+
+    def spy(self, *args, **kwargs):
+        calls.append((kwargs.get("num_return_sequences", 1), tuple(kwargs["face_values"].shape)))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmoReasonForConditionalGeneration, "generate", spy)
+    base = testing.tiny_model_dir(tmp_path)
+    cfg = parse_recipe(
+        EmoSFTConfig,
+        RECIPES / "sft_smoke.yaml",
+        overrides(smoke, model_name_or_path=base, train_files=[smoke["train"]], output_dir=tmp_path / "x"),
+    )
+    result = S.evaluate_rewards(cfg, [smoke["eval"]], ["format", "emotion", "au"], max_new_tokens=6)
+    n_eval = len(smoke["eval"].read_text().splitlines())
+    assert result["rows"] == n_eval and all(isinstance(r["answer"], str) for r in result["per_row"])
+    assert [c[0] for c in calls] == [1] * n_eval and all(shape[0] == 1 for _, shape in calls)
+    calls.clear()
+    out = tmp_path / "synth.jsonl"
+    syn = parse_recipe(
+        SynthesisConfig,
+        RECIPES / "synthesize_smoke.yaml",
+        overrides(
+            smoke,
+            model_name_or_path=base,
+            input_files=[smoke["unlabelled"]],
+            output_file=out,
+            max_new_tokens=6,
+            min_agreement=0.0,
+        ),  # fmt: skip
+    )
+    counts = S.run_synthesis(syn)
+    n_clips = len(smoke["unlabelled"].read_text().splitlines())
+    assert (counts["clips"], counts["generated"]) == (n_clips, 4 * n_clips)
+    assert [c[0] for c in calls] == [4] * n_clips
+    assert len(list(iter_jsonl(out.with_suffix(".jsonl.progress.jsonl")))) == n_clips

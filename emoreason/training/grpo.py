@@ -3,19 +3,33 @@
 The recipe names the rewards (``reward_funcs: [format, emotion, au, compound]``) and their ``reward_weights``; the
 dataset's label columns (``emotion``, ``compound``, ``aus``, ``evidence``, ``caption``) reach the rewards as keyword
 lists. ``use_vllm`` is TRL's switch for vLLM generation; it needs a CUDA GPU and the vLLM environment.
+
+Text checkpoints read the evidence as text in the prompt (TRL's own path). An EmoReason checkpoint reads the clip
+through its face encoder (:class:`EvidenceGRPOTrainer`): the prompt is the multimodal SFT prompt (face placeholder and
+question), the processor turns each row's Evidence into encoder inputs, and those inputs go with the row to
+generation, to the old/reference log-probabilities and to the loss. ``use_vllm`` is refused there (TRL's vLLM
+generation only carries images).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from emoreason.errors import ConfigError, ModelError
 from emoreason.rewards import REWARDS, CompoundReward, RewardFunc
 from emoreason.training.config import EmoGRPOConfig
-from emoreason.training.sft import last_checkpoint, load_model_and_tokenizer, lora_config, save_outputs, text_dataset
+from emoreason.training.sft import (
+    last_checkpoint,
+    load_model_and_tokenizer,
+    load_rows,
+    lora_config,
+    save_outputs,
+    text_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +51,33 @@ def run_grpo(args: EmoGRPOConfig, evidence_formatter: Callable | None = None) ->
     if args.use_vllm and not torch.cuda.is_available():
         raise ConfigError("use_vllm needs a CUDA GPU and the vLLM environment; set use_vllm: false on this machine")
     model, tokenizer, mode = load_model_and_tokenizer(args)
-    if mode != "text":
-        raise ModelError("only the text path is wired for GRPO so far", args.model_name_or_path)
-    train = text_dataset(args, with_completion=False, evidence_formatter=evidence_formatter)
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=reward_funcs_for(args),
-        args=args,
-        train_dataset=train,
-        processing_class=tokenizer,
-        peft_config=lora_config(args),
-    )
+    if mode == "model":
+        if args.use_vllm:
+            raise ConfigError("use_vllm: TRL's vLLM generation cannot carry the EmoReason model's clip inputs")
+        processor = tokenizer
+        train = clip_dataset(args, processor)
+        args.remove_unused_columns = False
+        trainer = EvidenceGRPOTrainer(
+            model=model,
+            reward_funcs=reward_funcs_for(args),
+            args=args,
+            train_dataset=train,
+            processing_class=processor.tokenizer,
+            peft_config=lora_config(args),
+            clip_processor=processor,
+        )
+    elif mode == "text":
+        train = text_dataset(args, with_completion=False, evidence_formatter=evidence_formatter)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=reward_funcs_for(args),
+            args=args,
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=lora_config(args),
+        )
+    else:
+        raise ModelError(f"GRPO has no path for evidence mode {mode!r}", args.model_name_or_path)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(args))
     rewards = [
         {k: v for k, v in entry.items() if k.startswith("reward") or k == "step"}
@@ -56,6 +86,7 @@ def run_grpo(args: EmoGRPOConfig, evidence_formatter: Callable | None = None) ->
     ]
     summary = {
         "stage": "grpo",
+        "evidence_mode": mode,
         "model": args.model_name_or_path,
         "train_rows": len(train),
         "reward_funcs": list(args.reward_funcs),
@@ -65,4 +96,119 @@ def run_grpo(args: EmoGRPOConfig, evidence_formatter: Callable | None = None) ->
         "rewards": rewards,
         "log_history": trainer.state.log_history,
     }
-    return save_outputs(trainer, args, summary)
+    summary = save_outputs(trainer, args, summary)
+    if mode == "model":
+        processor.save_pretrained(args.output_dir)
+        if "merged" in summary:
+            processor.save_pretrained(summary["merged"])
+    return summary
+
+
+def clip_dataset(args: EmoGRPOConfig, processor: Any) -> Any:
+    """Rows for :class:`EvidenceGRPOTrainer`: the rendered multimodal prompt and the label columns rewards read."""
+    from datasets import Dataset
+
+    from emoreason.training.sft import EvidenceCollator
+
+    rows = load_rows(args.train_files, require_answer=False)[: args.max_train_samples]
+    collator = EvidenceCollator(processor, args.system_prompt)
+    return Dataset.from_list(
+        [
+            {
+                "id": r["id"],
+                "prompt": collator.prompt(r),
+                **{k: r.get(k) for k in LABEL_COLUMNS},
+                "evidence": r["evidence"],
+            }
+            for r in rows
+        ]
+    )
+
+
+LABEL_COLUMNS = ("emotion", "compound", "aus", "caption")
+
+
+def _clip_trainer_class() -> type:
+    from trl import GRPOTrainer
+    from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+    class _EvidenceGRPOTrainer(GRPOTrainer):
+        """TRL's GRPO for the EmoReason model: each row's Evidence becomes encoder inputs (``face_values``, ...) that
+        travel with the row — into ``generate``, into the old/reference log-probabilities, and (split and shuffled
+        with the rest of the batch) into the loss. Log-probabilities come from the model's own forward (TRL's fused
+        LM head reads the text backbone directly and would skip the encoders)."""
+
+        def __init__(self, *args: Any, clip_processor: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.clip_processor = clip_processor
+            self._clip_ids: list[list[int]] | None = None
+            self._clip_fields: dict[str, torch.Tensor] | None = None
+
+        def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
+            from emoreason.evidence import Evidence
+
+            evs = [Evidence.load(x["evidence"]) for x in inputs]
+            batch = self.clip_processor(text=[x["prompt"] for x in inputs], evidence=evs)
+            mask = batch["attention_mask"].bool()
+            self._clip_ids = [row[m].tolist() for row, m in zip(batch["input_ids"], mask, strict=True)]
+            device = self.accelerator.device
+            fields = {k: v.to(device) for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+            self._clip_fields = fields
+            try:
+                out = super()._generate_and_score_completions(inputs)
+            finally:
+                self._clip_ids = self._clip_fields = None
+            return {**out, **fields}
+
+        def _tokenize_prompts(self, prompts: list) -> tuple:
+            if self._clip_ids is None:
+                return super()._tokenize_prompts(prompts)
+            return self._clip_ids, None, dict(self._clip_fields or {})
+
+        def _compute_loss(self, model: Any, inputs: dict) -> Any:
+            keys = [k for k in inputs if k in CLIP_FIELDS]
+            self._clip_fields = {k: inputs[k] for k in keys}
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self._clip_fields = None
+
+        def _get_per_token_logps_and_entropies(
+            self,
+            model: Any,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            logits_to_keep: int,
+            batch_size: int | None = None,
+            compute_entropy: bool = False,
+            compute_aux_loss: bool = False,
+            **kwargs: Any,
+        ) -> tuple:
+            if self._clip_fields is None:
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                    **kwargs,
+                )  # fmt: skip
+            batch_size = batch_size or input_ids.size(0)
+            logps, entropies = [], []
+            for start in range(0, input_ids.size(0), batch_size):
+                end = min(start + batch_size, input_ids.size(0))
+                extra = {k: v[start:end] for k, v in self._clip_fields.items()}
+                with self.accelerator.autocast():
+                    out = model(input_ids=input_ids[start:end], attention_mask=attention_mask[start:end], **extra)
+                logits = out.logits[:, -logits_to_keep - 1 : -1, :] / self.temperature
+                logps.append(selective_log_softmax(logits, input_ids[start:end, -logits_to_keep:]))
+                if compute_entropy:
+                    with torch.no_grad():
+                        entropies.append(entropy_from_logits(logits))
+            return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+    return _EvidenceGRPOTrainer
+
+
+CLIP_FIELDS = ("face_values", "face_mask", "audio_values", "audio_mask", "crop_values", "landmark_values")
+
+
+def EvidenceGRPOTrainer(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (a class built on first use: TRL is heavy)
+    """:class:`trl.GRPOTrainer` for the EmoReason model (see ``_clip_trainer_class``)."""
+    return _clip_trainer_class()(*args, **kwargs)

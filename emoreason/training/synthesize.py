@@ -117,6 +117,49 @@ def generate_answers(
 
 
 @torch.no_grad()
+def row_answers(
+    model,
+    tokenizer_or_processor,
+    mode: str,
+    row: dict,
+    args: EmoArguments,
+    *,
+    n: int = 1,
+    max_new_tokens: int = 256,
+    temperature: float | None = None,
+    top_p: float = 1.0,
+    evidence_formatter: Callable | None = None,
+) -> list[str]:
+    """``n`` answers for one dataset row. Text checkpoints get the evidence as text in the chat prompt; an EmoReason
+    checkpoint (``mode == "model"``) gets the multimodal SFT prompt and reads the row's Evidence through its face
+    encoder (the processor's inputs), as in training."""
+    if mode == "text":
+        messages = prompt_messages(
+            row, evidence_formatter=evidence_formatter, system_prompt=args.system_prompt, user_prompt=args.user_prompt
+        )
+        return generate_answers(model, tokenizer_or_processor, messages, n=n, max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_p=top_p)  # fmt: skip
+    if mode != "model":
+        raise ModelError(f"no generation path for evidence mode {mode!r}", args.model_name_or_path)
+    from emoreason.evidence import Evidence
+    from emoreason.training.sft import EvidenceCollator
+
+    processor = tokenizer_or_processor
+    prompt = EvidenceCollator(processor, args.system_prompt).prompt(row)
+    inputs = processor(text=prompt, evidence=Evidence.load(row["evidence"]), padding=False)
+    inputs = inputs.to(next(model.parameters()).device)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature else {"do_sample": False}
+    out = model.generate(
+        **inputs,
+        **sampling,
+        max_new_tokens=max_new_tokens,
+        num_return_sequences=n,
+        pad_token_id=processor.tokenizer.pad_token_id,
+    )
+    return processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@torch.no_grad()
 def evaluate_rewards(
     args: EmoArguments,
     files: list[str],
@@ -130,15 +173,12 @@ def evaluate_rewards(
     applies to (the held-out reward; ``emotion`` is the label accuracy). Also returns each row's answer and scores."""
     rows = load_rows(files, require_answer=False)[:limit]
     model, tokenizer, mode = load_model_and_tokenizer(args)
-    if mode != "text":
-        raise ModelError("only the text path is wired for evaluation so far", args.model_name_or_path)
     model.eval()
     per_row = []
     for row in tqdm(rows, desc="evaluating", unit="row", disable=None):
-        messages = prompt_messages(
-            row, evidence_formatter=evidence_formatter, system_prompt=args.system_prompt, user_prompt=args.user_prompt
+        (answer,) = row_answers(
+            model, tokenizer, mode, row, args, max_new_tokens=max_new_tokens, evidence_formatter=evidence_formatter
         )
-        (answer,) = generate_answers(model, tokenizer, messages, max_new_tokens=max_new_tokens)
         columns = {k: [row.get(k)] for k in ("emotion", "compound", "aus", "evidence", "caption")}
         per_row.append(
             {"id": row["id"], "answer": answer, "rewards": score_completions([answer], reward_funcs, **columns)[0]}
@@ -160,8 +200,6 @@ def run_synthesis(args: SynthesisConfig, evidence_formatter: Callable | None = N
     if args.max_train_samples is not None:
         rows = rows[: max(0, args.max_train_samples - len(done))]
     model, tokenizer, mode = load_model_and_tokenizer(args)
-    if mode != "text":
-        raise ModelError("only the text path is wired for synthesis so far", args.model_name_or_path)
     device = "cuda" if torch.cuda.is_available() and not args.use_cpu else "cpu"
     model.to(device).eval()
     thresholds = args.thresholds()
@@ -169,17 +207,17 @@ def run_synthesis(args: SynthesisConfig, evidence_formatter: Callable | None = N
     torch.manual_seed(args.seed)
     counts = {"clips": 0, "generated": 0, "kept": 0, "already_done": len(done)}
     for row in tqdm(rows, desc="synthesizing", unit="clip", disable=None):
-        messages = prompt_messages(
-            row, evidence_formatter=evidence_formatter, system_prompt=args.system_prompt, user_prompt=args.user_prompt
-        )
-        completions = generate_answers(
+        completions = row_answers(
             model,
             tokenizer,
-            messages,
+            mode,
+            row,
+            args,
             n=args.num_samples,
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
             top_p=args.top_p,
+            evidence_formatter=evidence_formatter,
         )
         columns = {k: [row.get(k)] * len(completions) for k in ("emotion", "compound", "aus", "evidence", "caption")}
         scores = score_completions(completions, args.reward_funcs, **columns)

@@ -8,7 +8,7 @@ round-trip through ``config.json`` unchanged; the modeling code reads them as at
 from __future__ import annotations
 
 from dataclasses import field
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -88,6 +88,10 @@ class EmoReasonConfig(PreTrainedConfig):
     """
 
     model_type = "emoreason"
+    # Not remote code: the Auto classes are registered on import. TRL's reference-model loader (GRPO with beta > 0 and
+    # full fine-tuning) reads ``config.auto_map`` for models it does not know: an empty, read-only class attribute,
+    # never saved, that says "no remote code".
+    auto_map = MappingProxyType({})
     if SubConfigSpec is not None:
         sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2")}
     else:
