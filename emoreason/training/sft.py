@@ -10,8 +10,8 @@ Training resumes from the last checkpoint in ``output_dir`` unless told otherwis
 Model path (an EmoReason checkpoint, ``evidence_mode: model``): :class:`EvidenceCollator` builds each batch with the
 model's processor from the row's Evidence (a face placeholder + the question; the loss covers the answer), with
 LoRA on the LLM and ``lora_modules_to_save: [face, audio]`` training the encoders and compressors in full; the
-recipe's ``use_compressor``/``num_experts`` override the checkpoint's config (the ablation switches). GRPO and
-synthesis run on the text path only (TRL's generation does not pass the processor's encoder inputs).
+recipe's ``use_compressor``/``num_experts`` override the checkpoint's config (the ablation switches). GRPO
+(:mod:`emoreason.training.grpo`), held-out evaluation and synthesis use the same prompt and processor inputs.
 """
 
 from __future__ import annotations
