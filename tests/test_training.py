@@ -495,6 +495,7 @@ def test_multimodal_grpo_reads_the_clip_through_the_face_encoder(smoke, tmp_path
     assert g["evidence_mode"] == "model" and g["global_step"] == 2
     assert g["rewards"] and all("reward" in e for e in g["rewards"])
     assert seen and all(n > 0 and fields["face_values"][0] == n for n, fields in seen)  # every call had the clip
+    assert all(set(fields) == {"face_values", "face_mask"} for _, fields in seen)  # the loss too, with its mask
     out = g["merged"] if lora == "true" else tmp_path / "grpo"
     trained = EmoReasonForConditionalGeneration.from_pretrained(out)
     before = EmoReasonForConditionalGeneration.from_pretrained(base)

@@ -166,8 +166,8 @@ def _clip_trainer_class() -> type:
             return self._clip_ids, None, dict(self._clip_fields or {})
 
         def _compute_loss(self, model: Any, inputs: dict) -> Any:
-            keys = [k for k in inputs if k in CLIP_FIELDS]
-            self._clip_fields = {k: inputs[k] for k in keys}
+            names = set(self.clip_processor.model_input_names) - {"input_ids", "attention_mask"}
+            self._clip_fields = {k: v for k, v in inputs.items() if k in names}
             try:
                 return super()._compute_loss(model, inputs)
             finally:
@@ -204,9 +204,6 @@ def _clip_trainer_class() -> type:
             return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
 
     return _EvidenceGRPOTrainer
-
-
-CLIP_FIELDS = ("face_values", "face_mask", "audio_values", "audio_mask", "crop_values", "landmark_values")
 
 
 def EvidenceGRPOTrainer(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  (a class built on first use: TRL is heavy)
