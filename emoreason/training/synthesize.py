@@ -102,8 +102,25 @@ def generate_answers(
     top_p: float = 1.0,
 ) -> list[str]:
     """``n`` answers to one chat prompt: sampled with ``temperature``, or greedy when it is ``None``."""
-    device = next(model.parameters()).device if hasattr(model, "parameters") else "cpu"
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    return sample_answers(model, tokenizer, inputs, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                          top_p=top_p)  # fmt: skip
+
+
+@torch.no_grad()
+def sample_answers(
+    model,
+    tokenizer,
+    inputs,
+    *,
+    n: int = 1,
+    max_new_tokens: int = 256,
+    temperature: float | None = None,
+    top_p: float = 1.0,
+) -> list[str]:
+    """``n`` answers from one tokenised prompt (encoder inputs ride along for the EmoReason model): sampled with
+    ``temperature``, or greedy when it is ``None``; the new text decoded, special tokens dropped."""
+    device = next(model.parameters()).device if hasattr(model, "parameters") else "cpu"
     inputs = inputs.to(device)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature else {"do_sample": False}
     out = model.generate(
@@ -147,16 +164,8 @@ def row_answers(
     processor = tokenizer_or_processor
     prompt = EvidenceCollator(processor, args.system_prompt).prompt(row)
     inputs = processor(text=prompt, evidence=Evidence.load(row["evidence"]), padding=False)
-    inputs = inputs.to(next(model.parameters()).device)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature else {"do_sample": False}
-    out = model.generate(
-        **inputs,
-        **sampling,
-        max_new_tokens=max_new_tokens,
-        num_return_sequences=n,
-        pad_token_id=processor.tokenizer.pad_token_id,
-    )
-    return processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return sample_answers(model, processor.tokenizer, inputs, n=n, max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_p=top_p)  # fmt: skip
 
 
 @torch.no_grad()
