@@ -113,13 +113,13 @@ def write_data(
     return shards
 
 
-def held_out_text(
-    model: Path, shards: dict[str, Path], max_new_tokens: int, system_prompt: str
-) -> dict[str, float | None]:
-    """Mean greedy held-out rewards, plus ``citations``: how the answers' AUs differ from the gold sets."""
+def held_out(
+    model: Path, shards: dict[str, Path], max_new_tokens: int, system_prompt: str, evidence_formatter: Any = None
+) -> dict[str, Any]:
+    """Greedy answers on the held-out shard (``evaluate_rewards``: evidence as text for a text checkpoint, through the
+    encoders for an EmoReason one): mean rewards plus ``citations``, how the answers' AUs differ from the gold sets."""
     from emoreason.training.config import EmoSFTConfig, parse_recipe
     from emoreason.training.synthesize import evaluate_rewards
-    from tests.fixtures.train.synth import evidence_text
 
     cfg = parse_recipe(
         EmoSFTConfig,
@@ -136,9 +136,16 @@ def held_out_text(
         ],  # fmt: skip
     )
     r = evaluate_rewards(
-        cfg, [str(shards["eval"])], REWARDS, max_new_tokens=max_new_tokens, evidence_formatter=evidence_text
+        cfg, [str(shards["eval"])], REWARDS, max_new_tokens=max_new_tokens, evidence_formatter=evidence_formatter
     )
     return {**r["mean"], "citations": citation_errors(shards["eval"], {p["id"]: p["answer"] for p in r["per_row"]})}
+
+
+def held_out_text(model: Path, shards: dict[str, Path], max_new_tokens: int, system_prompt: str) -> dict[str, Any]:
+    """:func:`held_out` for the text path, the evidence written by the task's formatter."""
+    from tests.fixtures.train.synth import evidence_text
+
+    return held_out(model, shards, max_new_tokens, system_prompt, evidence_text)
 
 
 def citation_errors(eval_shard: Path, answers: dict[str, str]) -> dict[str, int]:
@@ -203,13 +210,7 @@ def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> 
     grpo_dir = out / f"grpo{a.tag}"
     shutil.rmtree(grpo_dir, ignore_errors=True)
     t = time.time()
-    g = ["--model_name_or_path", str(sft_dir), "--output_dir", str(grpo_dir), "--max_steps", str(a.grpo_steps)]
-    g += ["--per_device_train_batch_size", str(a.grpo_batch), "--num_generations", str(a.num_generations)]
-    g += ["--max_completion_length", str(a.max_new_tokens), "--learning_rate", str(a.grpo_lr)]
-    g += ["--temperature", str(a.temperature), "--beta", str(a.beta), "--loss_type", a.loss_type]
-    g += ["--scale_rewards", a.scale_rewards, "--lr_scheduler_type", "constant", "--warmup_steps", "0"]
-    g += ["--num_iterations", str(a.num_iterations), "--logging_steps", "10"]
-    g += ["--reward_funcs", *REWARDS, "--reward_weights", *(str(w) for w in a.reward_weights), *common]
+    g = [*grpo_args(a, sft_dir, grpo_dir, a.max_new_tokens), *common]
     grpo = run_grpo(parse_recipe(EmoGRPOConfig, RECIPES / "grpo_smoke.yaml", g), evidence_formatter=evidence_text)
     res["seconds"]["grpo"] = round(time.time() - t, 1)
     res["grpo_args"] = g
@@ -217,6 +218,26 @@ def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> 
     res["grpo_rewards"] = grpo["rewards"]
     _save_json(out / f"results{a.tag}.json", res)
     return res
+
+
+def grpo_args(a: argparse.Namespace, model: Path, output_dir: Path, max_new_tokens: int) -> list[str]:
+    """The GRPO stage's recipe overrides, shared by the text and the multimodal runs."""
+    g = ["--model_name_or_path", str(model), "--output_dir", str(output_dir), "--max_steps", str(a.grpo_steps)]
+    g += ["--per_device_train_batch_size", str(a.grpo_batch), "--num_generations", str(a.num_generations)]
+    g += ["--max_completion_length", str(max_new_tokens), "--learning_rate", str(a.grpo_lr)]
+    g += ["--temperature", str(a.temperature), "--beta", str(a.beta), "--loss_type", a.loss_type]
+    g += ["--scale_rewards", a.scale_rewards, "--lr_scheduler_type", "constant", "--warmup_steps", "0"]
+    g += ["--num_iterations", str(a.num_iterations), "--logging_steps", "10"]
+    return g + ["--reward_funcs", *REWARDS, "--reward_weights", *(str(w) for w in a.reward_weights)]
+
+
+def mm_sft_args(a: argparse.Namespace, base: Path, output_dir: Path, shards: dict[str, Path], seed: int) -> list[str]:
+    """The multimodal SFT stage's recipe overrides (full fine-tuning), shared by the ablation and the GRPO run."""
+    args = ["--model_name_or_path", str(base), "--output_dir", str(output_dir), "--max_steps", str(a.mm_steps)]
+    args += ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
+    args += ["--per_device_train_batch_size", str(a.sft_batch), "--learning_rate", str(a.sft_lr)]
+    args += ["--system_prompt", a.system_prompt, "--lr_scheduler_type"]
+    return args + ["cosine", "--warmup_steps", "0.05", "--logging_steps", "10", "--save_steps", "100000"]
 
 
 def _answers(path: Path) -> list[str]:
@@ -231,39 +252,24 @@ def _save_json(path: Path, obj: Any) -> None:
 
 
 def held_out_multimodal(
-    model_dir: Path, eval_file: Path, max_new_tokens: int, system_prompt: str
-) -> dict[str, float | None]:
-    """Greedy answers of an EmoReason checkpoint on the held-out rows (evidence through the processor): mean rewards,
-    and the teacher-forced loss on the held-out answers (``loss``)."""
+    model_dir: Path, shards: dict[str, Path], max_new_tokens: int, system_prompt: str
+) -> dict[str, Any]:
+    """:func:`held_out` for an EmoReason checkpoint (evidence through the processor), plus the teacher-forced loss on
+    the held-out answers (``loss``)."""
     import torch
-    from tqdm import tqdm
 
     from emoreason.data.builder import load_rows
-    from emoreason.evidence import Evidence
     from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
-    from emoreason.rewards import score_completions
     from emoreason.training.sft import EvidenceCollator
 
     model = EmoReasonForConditionalGeneration.from_pretrained(model_dir).eval()
-    processor = EmoReasonProcessor.from_pretrained(model_dir)
-    collator = EvidenceCollator(processor, system_prompt)
-    scores, answers = [], {}
-    rows = load_rows([str(eval_file)])
+    collator = EvidenceCollator(EmoReasonProcessor.from_pretrained(model_dir), system_prompt)
+    rows = load_rows([str(shards["eval"])])
     losses = []
     with torch.no_grad():
-        for i in range(0, len(rows), 8):  # teacher-forced loss on the held-out answers
+        for i in range(0, len(rows), 8):
             losses.append(float(model(**collator(rows[i : i + 8])).loss) * len(rows[i : i + 8]))
-        for row in tqdm(rows, desc="evaluating (multimodal)", unit="row", disable=None):
-            inputs = processor(text=collator.prompt(row), evidence=Evidence.load(row["evidence"]), padding=False)
-            ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=processor.tokenizer.pad_token_id)  # fmt: skip
-            answer = processor.tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-            answers[row["id"]] = answer
-            columns = {k: [row.get(k)] for k in ("emotion", "compound", "aus", "evidence", "caption")}
-            scores.append(score_completions([answer], REWARDS, **columns)[0])
-    means = {n: sum(s[n] for s in scores if s[n] is not None) / max(1, sum(s[n] is not None for s in scores))
-             for n in REWARDS}  # fmt: skip
-    return {**means, "loss": sum(losses) / len(rows), "citations": citation_errors(eval_file, answers)}
+    return {**held_out(model_dir, shards, max_new_tokens, system_prompt), "loss": sum(losses) / len(rows)}
 
 
 def run_ablation(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> dict[str, Any]:
@@ -277,18 +283,13 @@ def run_ablation(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> d
     for on in (True, False):
         name = "compressor_on" if on else "compressor_off"
         t = time.time()
-        args = ["--model_name_or_path", str(base), "--output_dir", str(out / name), "--max_steps", str(a.mm_steps)]
-        args += ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
-        args += ["--per_device_train_batch_size", str(a.sft_batch), "--learning_rate", str(a.sft_lr)]
-        args += ["--system_prompt", a.system_prompt, "--lr_scheduler_type"]
-        args += ["cosine", "--warmup_steps", "0.05", "--logging_steps", "10", "--save_steps", "100000"]
-        args += ["--use_compressor", str(on).lower()]
+        args = [*mm_sft_args(a, base, out / name, shards, seed), "--use_compressor", str(on).lower()]
         sft = run_sft(parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", args))
         res[name] = {
             "seconds": round(time.time() - t, 1),
             "train_loss": sft["train_loss"],
             "loss": [(e["step"], e["loss"]) for e in sft["log_history"] if "loss" in e],
-            "held_out": held_out_multimodal(out / name, shards["eval"], a.max_new_tokens_mm, a.system_prompt),
+            "held_out": held_out_multimodal(out / name, shards, a.max_new_tokens_mm, a.system_prompt),
         }
     _save_json(out / "ablation.json", res)
     return res
@@ -305,30 +306,24 @@ def run_multimodal_grpo(a: argparse.Namespace, shards: dict[str, Path], seed: in
     out = a.out / f"mm_seed{seed}"
     base = tiny_model_dir(out, text_config={"max_position_embeddings": 2048})
     common = ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
-    common += ["--save_steps", "100000", "--system_prompt", a.system_prompt, "--logging_steps", "10"]
+    common += ["--save_steps", "100000", "--system_prompt", a.system_prompt]
     res: dict[str, Any] = {"held_out": {}, "seconds": {}}
     if not (a.reuse_sft and (out / "sft" / "emoreason_train.json").exists()):
         t = time.time()
-        args = ["--model_name_or_path", str(base), "--output_dir", str(out / "sft"), "--max_steps", str(a.mm_steps)]
-        args += ["--per_device_train_batch_size", str(a.sft_batch), "--learning_rate", str(a.sft_lr)]
-        args += ["--lr_scheduler_type", "cosine", "--warmup_steps", "0.05", *common]
-        run_sft(parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", args))
+        run_sft(
+            parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", mm_sft_args(a, base, out / "sft", shards, seed))
+        )
         res["seconds"]["sft"] = round(time.time() - t, 1)
-    res["held_out"]["sft"] = held_out_multimodal(out / "sft", shards["eval"], a.max_new_tokens_mm, a.system_prompt)
+    res["held_out"]["sft"] = held_out_multimodal(out / "sft", shards, a.max_new_tokens_mm, a.system_prompt)
     _save_json(out / f"mm_results{a.tag}.json", res)
     t = time.time()
-    g = ["--model_name_or_path", str(out / "sft"), "--output_dir", str(out / f"grpo{a.tag}")]
-    g += ["--max_steps", str(a.grpo_steps), "--per_device_train_batch_size", str(a.grpo_batch)]
-    g += ["--num_generations", str(a.num_generations), "--max_completion_length", str(a.max_new_tokens_mm)]
-    g += ["--learning_rate", str(a.grpo_lr), "--temperature", str(a.temperature), "--beta", str(a.beta)]
-    g += ["--loss_type", a.loss_type, "--scale_rewards", a.scale_rewards, "--lr_scheduler_type", "constant"]
-    g += ["--warmup_steps", "0", "--reward_funcs", *REWARDS, "--reward_weights", *(str(w) for w in a.reward_weights)]
+    g = grpo_args(a, out / "sft", out / f"grpo{a.tag}", a.max_new_tokens_mm)
     grpo = run_grpo(parse_recipe(EmoGRPOConfig, RECIPES / "grpo_smoke.yaml", [*g, *common]))
     res["seconds"]["grpo"] = round(time.time() - t, 1)
     res["grpo_args"] = g
     res["grpo_rewards"] = grpo["rewards"]
     res["held_out"]["sft+grpo"] = held_out_multimodal(
-        out / f"grpo{a.tag}", shards["eval"], a.max_new_tokens_mm, a.system_prompt
+        out / f"grpo{a.tag}", shards, a.max_new_tokens_mm, a.system_prompt
     )
     _save_json(out / f"mm_results{a.tag}.json", res)
     print(f"multimodal seed {seed}:", json.dumps(res["held_out"]), res["seconds"])
