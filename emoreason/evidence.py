@@ -38,6 +38,7 @@ class MediaInfo(BaseModel):
     sample_fps: float | None = Field(None, description="frames per second actually analysed")
     n_frames: int = Field(0, description="number of frames analysed")
     audio_sample_rate: int | None = Field(None, description="rate of the analysed audio (16 kHz mono)")
+    still_image: bool = Field(False, description="the input is a photo (one image, no time axis), not a clip")
 
 
 class HeadPose(BaseModel):
@@ -143,6 +144,7 @@ FlagCode = Literal[
     "downscaled",
     "silent_audio",
     "expression_cue_unavailable",
+    "truncated_audio",
 ]
 
 
