@@ -100,7 +100,7 @@ def test_every_suite_has_a_task_a_fixture_and_a_data_card():
         assert 2 <= len(samples) <= 4, name
         assert all(s.evidence is not None for s in samples)
         assert (root / "data_cards" / f"{task.suite}.md").exists(), task.suite
-        assert (root / "prompts" / f"{task.prompt}.md").exists(), task.prompt
+        assert (root / "emoreason" / "prompts" / f"{task.prompt}.md").exists(), task.prompt
 
 
 def test_loader_references_follow_each_format():

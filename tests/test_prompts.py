@@ -112,3 +112,12 @@ def test_train_system_compact_v1_snapshot():
     from emoreason.data.builder import system_prompt_text
 
     assert system_prompt_text("train_system_compact_v1") == TRAIN_SYSTEM_COMPACT_V1_SNAPSHOT
+
+
+def test_a_missing_prompt_dir_override_is_an_error(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError, match="prompts folder not found") as e:
+        prompt_names(missing)
+    assert e.value.path == str(missing)
+    with pytest.raises(ConfigError, match="prompts folder not found"):
+        load_prompt("ask_system_v1", missing)

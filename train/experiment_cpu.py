@@ -26,9 +26,9 @@ targets of ``emoreason/data/builder.py`` and LLM-written CoT are, and the gold e
 
 Text path: a tiny random Qwen2 (``--hidden-size``, ``--num-layers``; BPE tokenizer trained on the task's text, one token
 per AU code unless ``--no-au-tokens``) trained from scratch with full fine-tuning and the two-line system prompt
-``prompts/train_system_compact_v1.md``: SFT, then GRPO from the SFT weights. Every stage is measured the same way:
-greedy answers on the same held-out clips, mean format / emotion (= accuracy) / AU (2·F1 − 1) rewards, and how the
-answers' AUs differ from the gold sets (distractors cited, gold AUs missed, AUs the evidence does not show).
+``emoreason/prompts/train_system_compact_v1.md``: SFT, then GRPO from the SFT weights. Every stage is measured the
+same way: greedy answers on the same held-out clips, mean format / emotion (= accuracy) / AU (2·F1 − 1) rewards, and how
+the answers' AUs differ from the gold sets (distractors cited, gold AUs missed, AUs the evidence does not show).
 
 Ablation: the tiny random EmoReason model (``emoreason.models.emoreason.testing``) reads the clip's AU series through
 its face encoder (no evidence text in the prompt), SFT with the same steps and seed, compressor on vs off, measured
@@ -395,7 +395,7 @@ def main() -> None:
     p.add_argument(
         "--system-prompt",
         default="train_system_compact_v1",
-        help="system prompt file (prompts/): the compact one keeps the tiny model's sequences short",
+        help="system prompt name (emoreason/prompts/): the compact one keeps the tiny model's sequences short",
     )
     p.add_argument("--sft-batch", type=int, default=16)
     p.add_argument(

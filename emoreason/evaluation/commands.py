@@ -80,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Run evaluation tasks on a model; print a summary table.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--tasks", required=True, help="comma-separated task or suite names (eval/tasks/<suite>/*.yaml)")
+    p.add_argument("--tasks", required=True, help="comma-separated task or suite names (emoreason/evaluation/tasks/)")
     p.add_argument("--model", default="engine", help="engine | checkpoint:PATH | openai:URL (base URL ending in /v1)")
     p.add_argument("--data-root", required=True, type=Path, help="folder holding one folder per dataset")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (resumable)")

@@ -1,8 +1,8 @@
 """The evaluation harness: read a task (YAML), run a model over its samples, score, write results. Resumable.
 
-A task is data (lmms-eval style): ``eval/tasks/<suite>/<task>.yaml`` names the loader and its arguments, the data
-folder under ``--data-root``, the prompt file, generation kwargs, the output type and the metrics to report; an
-optional ``utils.py`` beside it may define hooks ``doc_to_text(sample, prompt) -> str`` and
+A task is data (lmms-eval style): ``tasks/<suite>/<task>.yaml`` (package data beside this module) names the loader and
+its arguments, the data folder under ``--data-root``, the prompt file, generation kwargs, the output type and the
+metrics to report; an optional ``utils.py`` beside it may define hooks ``doc_to_text(sample, prompt) -> str`` and
 ``extract_prediction(sample, response) -> str``.
 
 Files, under ``<out>/<task>/``:
@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -49,9 +50,18 @@ from emoreason.parsing import parse_output
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TASKS_DIR = REPO_ROOT / "eval" / "tasks"
-PUBLISHED_FILE = REPO_ROOT / "eval" / "published.yaml"
+
+def _package_file(name: str) -> Path:
+    """A file shipped in this package (package data). The task hooks are imported from their files, so these must be
+    real paths: true for a wheel unpacked by pip and for an editable install, not for a zipped package."""
+    res = files("emoreason.evaluation") / name
+    if not isinstance(res, Path):
+        raise ConfigError("emoreason must be installed as files, not zipped, to read its evaluation tasks", str(res))
+    return res
+
+
+TASKS_DIR = _package_file("tasks")
+PUBLISHED_FILE = _package_file("published.yaml")
 
 # Output type -> the aggregate metrics it can report (the YAML ``metrics`` list picks among these; first = primary).
 OUTPUT_METRICS: dict[str, tuple[str, ...]] = {
@@ -126,6 +136,8 @@ def load_task(path: str | Path) -> Task:
 
 def find_tasks(tasks_dir: Path = TASKS_DIR) -> dict[str, Path]:
     """Task name -> YAML path for every task under ``tasks_dir``."""
+    if not tasks_dir.is_dir():
+        raise ConfigError("tasks folder not found", tasks_dir)
     found: dict[str, Path] = {}
     for p in sorted(tasks_dir.glob("*/*.yaml")):
         try:
@@ -420,7 +432,7 @@ def _json(obj: Any) -> str:
 
 
 def load_published(path: Path = PUBLISHED_FILE) -> list[dict[str, Any]]:
-    """Published reference numbers (``eval/published.yaml``): task, metric, value (0-1), method, source."""
+    """Published reference numbers (``published.yaml``, package data): task, metric, value (0-1), method, source."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

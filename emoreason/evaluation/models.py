@@ -220,7 +220,7 @@ class CheckpointModel:
     training prompts.
 
     It runs through the server's :class:`emoreason.serving.engines.TransformersEngine`, so the model sees exactly the
-    prompt it was trained on (the clip through its encoders, or ``prompts/train_*_v1.md`` with the shared evidence
+    prompt it was trained on (the clip through its encoders, or the ``train_*_v1`` prompts with the shared evidence
     text), not the evaluation prompt; the output is its own ``<think>/<answer>`` text. ``max_new_tokens`` of the task's
     generation kwargs applies.
     """

@@ -9,8 +9,8 @@ Either takes two kinds of checkpoint:
   series (and landmarks) of the Evidence and the clip's 16 kHz audio, built by the checkpoint's own processor — behind
   ``<|face|>``/``<|audio|>`` placeholders in the prompt (:func:`emoreason.data.builder.clip_messages`, the training
   prompt); on vLLM they travel as ``multi_modal_data`` arrays;
-* a **text chat checkpoint** fine-tuned on the training prompts (``prompts/train_*_v1.md``): the evidence is written
-  into the prompt as text.
+* a **text chat checkpoint** fine-tuned on the training prompts (``emoreason/prompts/train_*_v1.md``): the evidence is
+  written into the prompt as text.
 
 The model writes the analysis in the shared ``<think>/<answer>`` format; probabilities, segments and evidence fields
 come from the knowledge engine, so every response keeps its evidence.

@@ -42,7 +42,7 @@ class EmoArguments:
         },
     )
     system_prompt: str = field(
-        default="train_system_v1", metadata={"help": "Prompt file (prompts/) for the system turn."}
+        default="train_system_v1", metadata={"help": "Prompt name (emoreason/prompts/<name>.md) for the system turn."}
     )
     user_prompt: str = field(default="train_user_v1", metadata={"help": "Prompt file for the user turn."})
     use_lora: bool = field(
