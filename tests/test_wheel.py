@@ -121,8 +121,10 @@ def test_cli_report_eval_and_ask_from_a_wheel(wheel_env, tmp_path, astronaut_cli
 
     # every suite: the YAML tasks, their utils.py hooks (emer, fec_bench) and the published-numbers comparison
     suites = ",".join(sorted({p.parent.name for p in find_tasks().values()}))
-    run_in(wheel_env, tmp_path, "emoreason", "eval", "--tasks", suites, "--model", "engine", "--data-root",
-           str(FIXTURES), "--out", "results")  # fmt: skip
+    # no output flag: the default results folder, under the working directory
+    run_in(
+        wheel_env, tmp_path, "emoreason", "eval", "--tasks", suites, "--model", "engine", "--data-root", str(FIXTURES)
+    )
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert sorted(row["task"] for row in summary) == sorted(find_tasks())
     assert "R1-Omni" in (tmp_path / "results" / "summary.md").read_text()
