@@ -161,6 +161,9 @@ class Evidence(BaseModel):
     aus: AUSeries | None = None
     au_events: list[AUEvent] = Field(default_factory=list)
     expression: ExpressionCue | None = None
+    reader: ExpressionCue | None = Field(
+        None, description="the learned face reader's per-frame expression probabilities"
+    )
     prosody: Prosody | None = None
     transcript: Transcript | None = None
     flags: list[QualityFlag] = Field(default_factory=list)

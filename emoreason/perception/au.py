@@ -14,8 +14,11 @@ Pipeline, all vectorised over frames:
    change per intensity point, weight), then smooths over time (0.2 s centred mean).
 4. :func:`find_events` finds per-AU events (onset, apex, offset, peak, mean) by hysteresis on the smoothed series.
 
-These are geometric estimates, not a trained AU detector: units were set by hand (see ``AU_RULES``), and AUs that leave
-little trace in 468 points (AU14, AU20, AU23) are weak.
+These are geometric estimates, not a trained AU detector. The rules' shapes and relative units were set by hand
+(``AU_RULES``); the neutral prior and one scale per AU (``AU_SCALE``) were then fitted on real, human-labelled photos
+(:func:`fit_readout`, the train split of ``muxspace/facial_expressions``; see ``data_cards/face_reader/``). AUs that
+leave little trace in 468 points (AU5, AU9, AU17, AU20, AU23) stay weak: on those photos they barely separate the
+expressions whose prototypes name them from neutral faces (the model card's prototype-AU table).
 """
 
 from __future__ import annotations
@@ -58,22 +61,21 @@ FEATURES: tuple[str, ...] = (
 )
 _F = {name: i for i, name in enumerate(FEATURES)}
 
-# Population neutral prior, in IOD units. Set once (``calibrate_prior`` below, run on 2026-11-23) from the meshes of
-# the 98 faces of ``skimage.data.lfw_subset()`` (25x25 grey press photos, upscaled to 200 px) that the mesh confirms:
-# the median of each feature, except the features a smile moves (``_SMILE_SENSITIVE``), which take the 25th percentile
-# on their resting side, because many of those press photos smile. ``PRIOR_SPREAD`` is the population standard deviation
-# from the same faces; it bounds per-clip adaptation and sets the scale of the adaptation weight.
+# Population neutral prior, in IOD units: the median of each feature over the 4,992 train photos of
+# muxspace/facial_expressions labelled neutral in which the mesh found a face (``fit_readout`` below, 2026-12-02;
+# before, 98 LFW thumbnails of 25x25 px). ``PRIOR_SPREAD`` is their robust SD (1.4826 x median absolute deviation);
+# it bounds per-clip adaptation and sets the scale of the adaptation weight.
 NEUTRAL_PRIOR: dict[str, float] = {
-    "inner_brow_height": 0.283, "outer_brow_height": 0.240, "brow_gap": 0.399, "eye_opening": 0.106,
-    "upper_lid_height": 0.064, "lower_lid_height": -0.051, "cheek_height": -0.366, "nose_length": 0.666,
-    "nose_to_lip": 0.233, "corner_height": -0.004, "mouth_width": 0.743, "lip_thickness": 0.235, "lip_gap": 0.021,
-    "jaw_opening": 0.996, "chin_height": 0.521, "corner_depth": 0.253,
+    "inner_brow_height": 0.286, "outer_brow_height": 0.240, "brow_gap": 0.398, "eye_opening": 0.124,
+    "upper_lid_height": 0.075, "lower_lid_height": -0.048, "cheek_height": -0.364, "nose_length": 0.675,
+    "nose_to_lip": 0.251, "corner_height": 0.000, "mouth_width": 0.801, "lip_thickness": 0.251, "lip_gap": 0.041,
+    "jaw_opening": 1.022, "chin_height": 0.469, "corner_depth": 0.257,
 }  # fmt: skip
 PRIOR_SPREAD: dict[str, float] = {
-    "inner_brow_height": 0.038, "outer_brow_height": 0.030, "brow_gap": 0.018, "eye_opening": 0.023,
-    "upper_lid_height": 0.023, "lower_lid_height": 0.011, "cheek_height": 0.030, "nose_length": 0.052,
-    "nose_to_lip": 0.028, "corner_height": 0.030, "mouth_width": 0.090, "lip_thickness": 0.028, "lip_gap": 0.065,
-    "jaw_opening": 0.091, "chin_height": 0.075, "corner_depth": 0.032,
+    "inner_brow_height": 0.042, "outer_brow_height": 0.037, "brow_gap": 0.021, "eye_opening": 0.022,
+    "upper_lid_height": 0.021, "lower_lid_height": 0.012, "cheek_height": 0.023, "nose_length": 0.044,
+    "nose_to_lip": 0.024, "corner_height": 0.019, "mouth_width": 0.058, "lip_thickness": 0.026, "lip_gap": 0.035,
+    "jaw_opening": 0.072, "chin_height": 0.072, "corner_depth": 0.024,
 }  # fmt: skip
 _SMILE_SENSITIVE = ("corner_height", "mouth_width", "cheek_height", "lower_lid_height", "lip_gap", "jaw_opening")
 
@@ -94,7 +96,8 @@ MAX_SHIFT_SD = 1.5  # per-clip adaptation moves the neutral at most this many po
 # of the positive weights, clipped to 0-5. A negative weight inhibits: a smile's corner raise cancels the mouth widening
 # that would otherwise read as AU20 and part of the corner retraction that would read as AU14.
 # Units were set by hand at about 0.8 population SD per point (so ~2.5 SD from neutral reads as intensity 3), wider for
-# AU5/AU9/AU10 whose features a broad smile or wide-open eyes also move, and at the full eye opening for AU43.
+# AU5/AU9/AU10 whose features a broad smile or wide-open eyes also move, and at the full eye opening for AU43. Lowered
+# mouth corners inhibit AU12, so a widened frown does not read as a smile.
 AU_RULES: dict[str, tuple[tuple[str, int, float, float], ...]] = {
     "AU1": (("inner_brow_height", +1, 0.030, 1.0),),
     "AU2": (("outer_brow_height", +1, 0.024, 1.0),),
@@ -104,7 +107,7 @@ AU_RULES: dict[str, tuple[tuple[str, int, float, float], ...]] = {
     "AU7": (("lower_lid_height", +1, 0.009, 1.0), ("eye_opening", -1, 0.018, 1.0)),
     "AU9": (("nose_length", -1, 0.060, 1.0),),
     "AU10": (("nose_to_lip", -1, 0.035, 1.0),),
-    "AU12": (("corner_height", +1, 0.022, 1.0), ("mouth_width", +1, 0.072, 1.0)),
+    "AU12": (("corner_height", +1, 0.022, 1.0), ("mouth_width", +1, 0.072, 1.0), ("corner_height", -1, 0.022, -0.5)),
     "AU14": (("corner_depth", +1, 0.026, 1.0), ("corner_height", +1, 0.022, -0.5)),
     "AU15": (("corner_height", -1, 0.022, 1.0),),
     "AU17": (("chin_height", -1, 0.057, 1.0),),
@@ -115,6 +118,20 @@ AU_RULES: dict[str, tuple[tuple[str, int, float, float], ...]] = {
     "AU43": (("eye_opening", -1, 0.107 / INTENSITY_MAX, 1.0),),
 }
 assert set(AU_RULES) == set(PERCEIVED_AUS), "AU_RULES must cover exactly facs.PERCEIVED_AUS"
+
+# Per-AU multiplier of the units above, fitted by ``fit_readout`` on the train photos: for each AU, the scale (0.3-3)
+# that best separates the photos of the expressions whose EMFACS prototype names it (weight >= 0.5) from the photos of
+# every expression whose prototype lacks it (mean occurrence rate, "intensity >= OCCURRENCE_THRESHOLD", on its own expressions minus the
+# highest rate on any other one), with the AU present on at most ``MAX_NEUTRAL_RATE`` of neutral photos. An AU that no
+# scale separates by ``MIN_SEPARATION`` keeps its hand unit (1.0). AU14, AU43 (in no basic prototype) and AU20 (only in
+# fear, 17 train photos) take the scale that keeps them on 5 % of
+MAX_NEUTRAL_RATE = 0.10
+MIN_SEPARATION = 0.1  # below this best separation an AU keeps its hand-set unit (scale 1)
+MIN_CLASS_PHOTOS = 50  # classes with fewer train photos (fear: 17) take no part in the fit
+AU_SCALE: dict[str, float] = {
+    "AU1": 1.0, "AU2": 1.15, "AU4": 1.0, "AU5": 1.0, "AU6": 0.60, "AU7": 1.0, "AU9": 1.0, "AU10": 1.0, "AU12": 0.62,
+    "AU14": 0.60, "AU15": 0.49, "AU17": 1.0, "AU20": 0.40, "AU23": 1.0, "AU25": 1.0, "AU26": 1.0, "AU43": 0.93,
+}  # fmt: skip
 
 
 def geometry_features(landmarks: np.ndarray) -> np.ndarray:
@@ -211,7 +228,7 @@ def au_intensities(
         terms = AU_RULES[au]
         total = sum(w for *_, w in terms if w > 0)
         for name, sign, unit, w in terms:
-            out[:, k] += w * np.clip(sign * dev[:, _F[name]] / unit, 0.0, None)
+            out[:, k] += w * np.clip(sign * dev[:, _F[name]] / (unit * AU_SCALE[au]), 0.0, None)
         out[:, k] /= total
     out = np.clip(out, 0.0, INTENSITY_MAX)
     out[np.isnan(feats).any(axis=1)] = np.nan
@@ -272,8 +289,59 @@ def au_events(series: AUSeries) -> list[AUEvent]:
     return sorted(events, key=lambda e: (e.onset, e.au))
 
 
+def fit_readout(features: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Fit ``NEUTRAL_PRIOR``, ``PRIOR_SPREAD`` and ``AU_SCALE`` on labelled still photos (how the constants were set).
+
+    ``features``: ``(N, len(FEATURES))`` geometry features of photos with a face; ``labels``: their expression names.
+    The prior and spread are the median and robust SD of the neutral photos; each AU's scale is the one (on a grid of
+    0.3-3) that best separates the photos of its prototype expressions from those whose prototype lacks it (mean
+    occurrence rate on its own expressions minus the highest on any other), among the scales that keep it present on
+    at most ``MAX_NEUTRAL_RATE`` of the neutral photos.
+    """
+    from emoreason.knowledge.prototypes import PROTOTYPES
+
+    feats, labels = np.asarray(features, np.float64), np.asarray(labels)
+    neutral = feats[labels == "neutral"]
+    prior = {n: float(np.median(neutral[:, j])) for n, j in _F.items()}
+    spread = {n: float(1.4826 * np.median(np.abs(neutral[:, j] - prior[n]))) for n, j in _F.items()}
+    dev = feats - np.array([prior[n] for n in FEATURES])
+    is_neutral = labels == "neutral"
+    grid = np.geomspace(0.3, 3.0, 80)
+    scale: dict[str, float] = {}
+    separation: dict[str, float | None] = {}
+    for au in PERCEIVED_AUS:
+        terms = AU_RULES[au]
+        raw = sum(w * np.clip(sg * dev[:, _F[n]] / u, 0.0, None) for n, sg, u, w in terms) / sum(
+            w for *_, w in terms if w > 0
+        )
+        classes = [e for e, proto in PROTOTYPES.items() if proto.get(au, 0.0) >= 0.5 and e != "contempt"]
+        others = [e for e in set(labels.tolist()) if au not in PROTOTYPES.get(e, {}) and
+                  (labels == e).sum() >= MIN_CLASS_PHOTOS]  # fmt: skip
+        pos = [labels == e for e in classes if (labels == e).sum() >= MIN_CLASS_PHOTOS]
+        best, best_j = None, -np.inf
+        for s in grid:
+            on = raw / s >= OCCURRENCE_THRESHOLD
+            fpr = on[is_neutral].mean()
+            if not pos:
+                j = -abs(fpr - 0.05)
+            elif fpr > MAX_NEUTRAL_RATE:
+                continue
+            else:  # mean rate on its expressions minus the worst rate on any other expression (a smile lifts the lip)
+                j = float(np.mean([on[m].mean() for m in pos])) - max(on[labels == e].mean() for e in others)
+            if j > best_j:
+                best, best_j = float(s), j
+        # Where no scale separates the expressions (best J under MIN_SEPARATION), the labelled photos do not bear the
+        # AU out either way, and its hand-set unit stays.
+        weak = pos and best_j < MIN_SEPARATION
+        scale[au] = 1.0 if weak or best is None else round(best, 2)
+        separation[au] = round(float(best_j), 3) if pos else None
+    return {"prior": {k: round(v, 3) for k, v in prior.items()}, "spread": {k: round(v, 3) for k, v in spread.items()},
+            "scale": scale, "separation": separation}  # fmt: skip
+
+
 def calibrate_prior() -> dict[str, tuple[float, float]]:
-    """Recompute ``NEUTRAL_PRIOR`` / ``PRIOR_SPREAD`` from ``skimage.data.lfw_subset()`` (how the constants were set)."""
+    """The former ``NEUTRAL_PRIOR`` / ``PRIOR_SPREAD`` from ``skimage.data.lfw_subset()`` (replaced by
+    :func:`fit_readout` on real labelled photos; kept to compare)."""
     import cv2
     from skimage import data
 

