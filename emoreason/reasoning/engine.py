@@ -28,7 +28,8 @@ FRAME_WEIGHT_FLOOR = 0.1  # weight of an idle face frame in its window (see _fra
 APEX_FRACTION = 0.8  # frames this close to the window's most expressive one make up its apex
 EXPRESSION_SPAN_S = 0.3  # each AU is read at its peak within this many seconds of a frame (see _face_frames)
 # Open set: the answer is "uncertain" when the best fused probability is under UNCERTAIN_BELOW and under UNCERTAIN_RATIO
-# times the second best (no emotion stands out), or when no modality could be read at all.
+# times the second best (no emotion stands out), or when no modality could be read at all. These two hold for the
+# AU-prototype read; when the learned face reader reads the face, fusion.READER_UNCERTAIN_* (fitted on train) apply.
 UNCERTAIN_BELOW = 0.35
 UNCERTAIN_RATIO = 1.5
 OPEN_SET_COVERAGE = 0.35  # best prototype coverage under which an active face is "not covered by any prototype"
@@ -165,6 +166,22 @@ def _expression_rows(ev: Evidence, start: float, end: float) -> list[list[float]
     return [r for t, r in zip(x.times, x.probs, strict=False) if r is not None and start <= t < end]
 
 
+def _reader_rows(ev: Evidence, start: float, end: float) -> list[list[float]]:
+    x = ev.reader
+    if x is None:
+        return []
+    return [r for t, r in zip(x.times, x.probs, strict=False) if r is not None and start <= t < end]
+
+
+def _au_peak(ev: Evidence, au: str, start: float, end: float) -> float | None:
+    if ev.aus is None or au not in ev.aus.intensities:
+        return None
+    vals = [
+        v for t, v in zip(ev.aus.times, ev.aus.intensities[au], strict=False) if v is not None and start <= t < end
+    ]
+    return max(vals) if vals else None
+
+
 def _words_in(ev: Evidence, start: float, end: float) -> str:
     if ev.transcript is None:
         return ""
@@ -214,8 +231,13 @@ def _modal_weights(ev: Evidence, lex: LexiconScore, arousal: float | None) -> di
 
 def _distributions(ev: Evidence, start: float, end: float, arousal: float | None, clip: bool) -> dict[str, dict]:
     dists: dict[str, dict[str, float]] = {}
-    face = _face_window(ev, start, end)
-    if face is not None:
+    reader_rows = _reader_rows(ev, start, end)
+    face = None if reader_rows else _face_window(ev, start, end)
+    if reader_rows:  # the learned reader is the face's emotion read; the AUs stay the evidence it is explained by
+        assert ev.reader is not None
+        dists["face"] = fusion.gate_happiness(fusion.reader_distribution(ev.reader.labels, reader_rows),
+                                              _au_peak(ev, "AU12", start, end))  # fmt: skip
+    elif face is not None:
         dists["face"] = face[0]
     rows = _expression_rows(ev, start, end)
     if rows:
@@ -485,13 +507,17 @@ def analyze(evidence: Evidence) -> Analysis:
     p_raw = fusion.fuse(dists, weights)
     probs = {e: round(v, 4) for e, v in p_raw.items()}
     best, second = sorted(p_raw, key=lambda e: -p_raw[e])[:2]
-    stands_out = p_raw[best] >= UNCERTAIN_BELOW or p_raw[best] >= UNCERTAIN_RATIO * p_raw[second]
+    below, ratio = UNCERTAIN_BELOW, UNCERTAIN_RATIO
+    if ev.reader is not None and "face" in dists:  # the learned reader's open-set rule, fitted on train (fusion.py)
+        below, ratio = fusion.READER_UNCERTAIN_BELOW, fusion.READER_UNCERTAIN_RATIO
+    stands_out = p_raw[best] >= below or p_raw[best] >= ratio * p_raw[second]
     window = _face_window(ev, 0.0, dur + 1e-6) if "face" in dists else None
     cov = fusion.prototype_coverage(window[1]) if window else {}
     # Open set, face side: a face that clearly moves (some AU at full activation) in a way no prototype covers
     # (best coverage under OPEN_SET_COVERAGE) is not forced into one of the labels when the face leads the fusion.
     face_unexplained = (
         window is not None
+        and ev.reader is None  # the rule is for the prototype read; the learned reader was trained on real faces
         and weights.get("face", 0.0) >= 0.5
         and max(fusion.activation(v) for v in window[1].values()) >= 1.0
         and max(cov.values()) < OPEN_SET_COVERAGE

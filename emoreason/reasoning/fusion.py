@@ -1,8 +1,11 @@
-"""Per-modality emotion distributions and their fusion: face (AU prototypes), voice (prosody arousal), words (lexicon).
+"""Per-modality emotion distributions and their fusion: face (learned reader, else AU prototypes), voice, words.
 
 Everything is a small, stated formula so the report can say why a number is what it is:
 
-- Face: soft prototype matching. Each AU's intensity is mapped to an activation in [0, 1]
+- Face, learned (the default when perception ran the face reader, ``Evidence.reader``): the reader's per-frame
+  probabilities (:mod:`emoreason.perception.reader`, trained on real, human-labelled faces; its own late-fusion weights
+  were fitted by identity-grouped cross-validation), read at the window's apex (:func:`reader_distribution`).
+- Face, from AUs only (evidence without a reader cue): soft prototype matching. Each AU's intensity is mapped to an activation in [0, 1]
   (``(I - FLOOR) / (SATURATION - FLOOR)``, clipped: landmark-geometry AUs idle around 1 on a neutral face). An emotion's
   score is the weighted coverage of its prototype AUs minus ``CONTRADICTION_PENALTY`` x the strongest contradicting AU;
   neutral scores ``NEUTRAL_SCALE`` x (1 - overall activation). A temperature softmax turns scores into probabilities.
@@ -22,6 +25,7 @@ import math
 from collections.abc import Mapping
 
 from emoreason.evidence import Prosody
+from emoreason.knowledge.facs import OCCURRENCE_THRESHOLD
 from emoreason.knowledge.lexicon import LexiconScore
 from emoreason.knowledge.prototypes import CONTRADICTIONS, PROTOTYPES
 from emoreason.knowledge.taxonomy import ALL_EMOTIONS, VAD
@@ -33,8 +37,24 @@ NEUTRAL_SCALE = 0.5
 TEMPERATURE = 0.2
 VOICE_SIGMA = 0.5  # spread of the arousal likelihood
 WORD_PRIOR = 0.3  # add-k smoothing of lexicon votes
+# Modality weights, set by hand: the labelled photos carry one modality (the face), so they cannot fit the weights
+# between modalities; the face leads because it is the modality EmoReason reads best (dev UAR 0.55 on real faces).
 BASE_WEIGHTS = {"face": 0.6, "expression": 0.25, "voice": 0.15, "words": 0.25}
 EXPRESSION_EPS = 0.02
+# Reader apex: frames whose expressiveness (1 - p(neutral)) reaches READER_APEX_FRACTION of the window's most
+# expressive frame are averaged; a clip is labelled at its height (as DFEW/MAFW annotators label), an idle window reads
+# neutral. A still photo's frames are all alike, so this is the photo's own reading.
+READER_APEX_FRACTION = 0.8
+# Open set when the face is read by the learned reader: "uncertain" when the best fused probability is under
+# READER_UNCERTAIN_BELOW and under READER_UNCERTAIN_RATIO x the runner-up. Fitted by train/face_reader_fit.py
+# (fit_open_set) on the reader's train out-of-fold probabilities: the widest abstention (4.6 % of photos, budget 5 %)
+# whose withheld calls were right at most half as often as the calls given (30 % against 67 %).
+READER_UNCERTAIN_BELOW = 0.33
+READER_UNCERTAIN_RATIO = 1.1
+# A reader's happiness without AU12 (peak under OCCURRENCE_THRESHOLD) keeps this share of its mass. On the train
+# out-of-fold photos 690 of 3,630 happiness reads lacked AU12; dropping them (0.0) costs 0.008 UAR (0.542 -> 0.534),
+# the price of a happiness call that always cites AU12.
+READER_NO_AU12_FACTOR = 0.0
 # Conversational norms for the arousal estimate (adult read/conversational speech: ~4 syllables/s, f0 SD about 12% of
 # the mean, ~6 semitones of range).
 NORM_RATE_SPS, NORM_F0_CV, NORM_RANGE_ST = 4.0, 0.12, 6.0
@@ -110,6 +130,37 @@ def expression_distribution(labels: list[str], rows: list[list[float]]) -> dict[
                 mean[label] += q / len(rows)
     z = sum(mean.values())
     return {e: v / z for e, v in mean.items()}
+
+
+def reader_distribution(labels: list[str], rows: list[list[float]]) -> dict[str, float]:
+    """The learned reader's distribution over a window: the mean of its frames at the window's apex, over ALL_EMOTIONS
+    (labels it lacks, contempt, get ``EXPRESSION_EPS`` before renormalising)."""
+    if not rows:
+        raise ValueError("reader_distribution needs at least one frame")
+    i_neutral = labels.index("neutral") if "neutral" in labels else None
+    expr = [1.0 - (r[i_neutral] if i_neutral is not None else 0.0) for r in rows]
+    top = max(expr)
+    apex = [r for r, x in zip(rows, expr, strict=True) if x >= READER_APEX_FRACTION * top - 1e-9]
+    mean = dict.fromkeys(ALL_EMOTIONS, 0.0)
+    for r in apex:
+        for label, q in zip(labels, r, strict=True):
+            if label in mean:
+                mean[label] += q / len(apex)
+    mean = {e: v if v > 0 else EXPRESSION_EPS for e, v in mean.items()}
+    z = sum(mean.values())
+    return {e: v / z for e, v in mean.items()}
+
+
+def gate_happiness(dist: Mapping[str, float], au12_peak: float | None) -> dict[str, float]:
+    """A happiness read needs its evidence: when the window's AU12 peak is under ``OCCURRENCE_THRESHOLD`` (or AU12 was
+    not measured), the reader's happiness mass is scaled by ``READER_NO_AU12_FACTOR`` and the rest renormalised, so a
+    happiness call always comes with AU12 in the evidence the explanation cites."""
+    if au12_peak is not None and au12_peak >= OCCURRENCE_THRESHOLD:
+        return dict(dist)
+    out = dict(dist)
+    out["happiness"] *= READER_NO_AU12_FACTOR
+    z = sum(out.values())
+    return {e: v / z for e, v in out.items()} if z > 0 else dict(dist)
 
 
 def words_distribution(score: LexiconScore) -> dict[str, float]:
