@@ -63,6 +63,10 @@ def test_video_label_csv_mafw_tabs():
     ("text", "message"),
     [
         ("video,label\na.mp4,1\nb.mp4,9\n", "line 3: class index 9 is not a DFEW class"),
+        ("video,label\na.mp4,0\n", "line 2: class index 0 is not a DFEW class"),
+        ("video,label\na.mp4,-1\n", "line 2: class index -1 is not a DFEW class"),
+        ("video,label\na.mp4,\u00b2\n", "line 2: unknown emotion label '\u00b2'"),
+        ("video,label\na.mp4,1.0\n", "line 2: unknown emotion label '1.0'"),
         ("video,label\na.mp4,zorblax\n", "line 2: unknown emotion label 'zorblax'"),
         ("video,label\na.mp4,1,extra\n", "line 2: 3 fields, the header has 2"),
         ("name,label\na.mp4,1\n", "no video column"),

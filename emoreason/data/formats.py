@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
@@ -82,7 +83,7 @@ def _pick(header: list[str], names: tuple[str, ...], path: Path, what: str) -> s
 
 def _emotion(label: str, path: Path, line: int) -> str:
     text = label.strip()
-    if text.lstrip("-").isdigit():
+    if re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII digits only: "²".isdigit() is true but int("²") fails
         index = int(text)
         if index not in DFEW_CLASSES:
             raise DataError(f"line {line}: class index {index} is not a DFEW class (1-7)", path)

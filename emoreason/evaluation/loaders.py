@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,14 +81,21 @@ def _cell(row: dict[str, str] | list[str], column: str | int, path: Path, line: 
 
 
 def _label(value: str, args: dict, path: Path, line: int) -> str:
-    """A dataset label → our emotion label: ``label_names[int(value) - label_base]`` for index labels, then
-    ``label_map`` (dataset name → our name), then :func:`formats.emotion_label`."""
+    """A dataset label → our emotion label: ``label_names[int(value) - label_base]`` for index labels (an integer from
+    ``label_base`` to ``label_base + len(label_names) - 1``, else a DataError: 0 or -1 never wrap around to the last
+    classes), then ``label_map`` (dataset name → our name), then :func:`formats.emotion_label` (an unknown name is a
+    DataError)."""
     names = args.get("label_names")
     if names is not None:
-        try:
-            value = names[int(value) - int(args.get("label_base", 0))]
-        except (ValueError, IndexError):
-            raise DataError(f"line {line}: label {value!r} is not an index into {len(names)} classes", path) from None
+        base = int(args.get("label_base", 0))
+        text = value.strip()
+        # a strict integer in [base, base + len(names)): never a Python negative index that wraps around to the end
+        index = int(text) - base if re.fullmatch(r"[+-]?[0-9]+", text) else -1
+        if not 0 <= index < len(names):
+            raise DataError(
+                f"line {line}: label {value!r} is not a class index {base}-{base + len(names) - 1} "
+                f"({', '.join(map(str, names))})", path)  # fmt: skip
+        value = str(names[index])
     value = args.get("label_map", {}).get(value.strip().lower(), value)
     return formats.emotion_label(value, path, line)
 
