@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from emoreason.evaluation.harness import (
     resolve_tasks,
     run_task,
     score_sample,
+    summary_markdown,
 )
 from emoreason.evaluation.loaders import load_samples
 from emoreason.evaluation.models import OpenAIModel, Request, Response, evidence_text, load_evidence, make_model
@@ -154,13 +156,58 @@ def test_all_suites_end_to_end(tmp_path):
 def test_per_sample_errors_are_recorded_counted_and_retried(tmp_path):
     (task,) = resolve_tasks(["dfew"])
     r = run_task(task, FakeEngine(fail_on={"2"}), FIXTURES, tmp_path, progress=False)
-    assert r["n_errors"] == 1 and r["metrics"]["war"] == pytest.approx(2 / 3)  # the failure counts as wrong
+    # the failure is excluded from the metrics, and said so: counted, listed with its reason
+    assert r["n_errors"] == r["n_failed"] == 1 and r["n_scored"] == 2 and r["metrics"]["war"] == 1.0
+    assert r["failed"] == [{"id": "2", "error": "ModelError: " + str(FIXTURES / "dfew/Clip/original/00002.evidence.json")
+                            + ": simulated failure"}]  # fmt: skip
     rows = list(iter_jsonl(tmp_path / "dfew" / "predictions.jsonl"))
     assert [row["error"] is not None for row in rows] == [False, True, False]
     assert "simulated failure" in rows[1]["error"]
     again = FakeEngine()
     r2 = run_task(task, again, FIXTURES, tmp_path, progress=False)
     assert again.calls == ["2"] and r2["n_errors"] == 0 and r2["metrics"]["war"] == 1.0
+
+
+def test_any_per_sample_exception_is_recorded_and_the_run_goes_on(tmp_path):
+    """A NaN duration makes the real reasoner raise a plain ValueError: that sample fails, the others are scored and
+    metrics.json is written, stating how many failed and were excluded."""
+    shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
+    bad = tmp_path / "dfew/Clip/original/00002.evidence.json"
+    bad.write_text(bad.read_text().replace('"duration_s": 3.0', '"duration_s": NaN'))
+    assert "NaN" in bad.read_text()
+    (task,) = resolve_tasks(["dfew"])
+    r = run_task(task, make_model("engine"), tmp_path, tmp_path / "out", progress=False)
+    assert r == read_metrics(tmp_path / "out", "dfew")
+    rows = {row["id"]: row for row in iter_jsonl(tmp_path / "out/dfew/predictions.jsonl")}
+    assert sorted(rows) == ["1", "2", "3"]
+    assert rows["2"]["failed"] and rows["2"]["error"].startswith("ValueError: ") and "\n" not in rows["2"]["error"]
+    assert not rows["1"]["failed"] and not rows["3"]["failed"]
+    assert r["n"] == 3 and r["n_failed"] == 1 and r["n_scored"] == 2
+    assert [f["id"] for f in r["failed"]] == ["2"] and r["failed"][0]["error"] == rows["2"]["error"]
+    assert r["metrics"]["war"] == (rows["1"]["scores"]["correct"] + rows["3"]["scores"]["correct"]) / 2
+    assert "excluded" in summary_markdown([r], [task], []) and "dfew/2: ValueError" in summary_markdown(
+        [r], [task], []
+    )
+
+
+def test_changed_labels_or_evidence_are_rescored_on_resume(dfew_copy):
+    (task,) = resolve_tasks(["dfew"])
+    out = dfew_copy / "out"
+    assert run_task(task, FakeEngine(), dfew_copy, out, progress=False)["metrics"]["war"] == 1.0
+    csv = dfew_csv(dfew_copy)
+    csv.write_text(csv.read_text().replace("3,5", "3,1"))  # clip 3 (surprise) relabelled happiness
+    model = FakeEngine()
+    r = run_task(task, model, dfew_copy, out, progress=False)
+    assert model.calls == ["3"] and r["metrics"]["war"] == pytest.approx(2 / 3)
+    ev = dfew_copy / "dfew/Clip/original/00001.evidence.json"
+    ev.write_text(ev.read_text().replace('"AU12"', '"AU9"').replace('"AU6"', '"AU10"'))  # now disgust: new evidence
+    model = FakeEngine()
+    r = run_task(task, model, dfew_copy, out, progress=False)
+    assert model.calls == ["1"] and r["metrics"]["war"] == pytest.approx(1 / 3)
+    changed = dict(task.generation, max_new_tokens=7)  # another generation setting: every row is redone
+    model = FakeEngine()
+    run_task(replace(task, generation=changed), model, dfew_copy, out, progress=False)
+    assert model.calls == ["1", "2", "3"]
 
 
 def test_resume_after_interruption_gives_identical_numbers(tmp_path):
@@ -241,7 +288,7 @@ def test_bad_rows_name_file_and_line(dfew_copy):
     (task,) = resolve_tasks(["dfew"])
     csv = dfew_csv(dfew_copy)
     csv.write_text("video_name,label\n1,1\n2,9\n")
-    with pytest.raises(DataError, match=r"line 3: label '9' is not an index") as e:
+    with pytest.raises(DataError, match=r"line 3: label '9' is not a class index 1-7") as e:
         run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
     assert str(csv) in str(e.value)
     csv.write_text("video_name,label\n1,1,extra\n")
@@ -255,6 +302,26 @@ def test_bad_rows_name_file_and_line(dfew_copy):
         run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
     with pytest.raises(DataError, match="dataset folder not found"):
         run_task(task, FakeEngine(), dfew_copy / "nowhere", dfew_copy / "out", progress=False)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "8", "1.5", "two", ""])
+def test_out_of_range_or_non_integer_label_indices_are_refused(dfew_copy, value):
+    """DFEW labels are 1-7: 0 must not wrap around to the last class (fear), nor -1 to disgust."""
+    (task,) = resolve_tasks(["dfew"])
+    csv = dfew_csv(dfew_copy)
+    csv.write_text(f"video_name,label\n1,1\n2,{value}\n")
+    with pytest.raises(DataError, match=r"line 3: label .* is not a class index 1-7") as e:
+        run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
+    assert str(csv) in str(e.value)
+
+
+def test_a_dataset_without_samples_is_an_error(dfew_copy):
+    (task,) = resolve_tasks(["dfew"])
+    dfew_csv(dfew_copy).write_text("video_name,label\n")
+    with pytest.raises(DataError, match=r"task 'dfew': no samples") as e:
+        run_task(task, FakeEngine(), dfew_copy, dfew_copy / "out", progress=False)
+    assert str(dfew_copy / "dfew") in str(e.value) and "\n" not in str(e.value)
+    assert not (dfew_copy / "out" / "dfew" / "metrics.json").exists()
 
 
 def test_unknown_label_names_file_and_line(tmp_path):

@@ -7,22 +7,29 @@ metrics to report; an optional ``utils.py`` beside it may define hooks ``doc_to_
 
 Files, under ``<out>/<task>/``:
 
-- ``predictions.jsonl`` — one row per finished sample, appended (and fsync'd) as soon as it is scored: id, model, output,
-  caption, the normalised prediction, the reference, per-sample scores, groups, and ``error``. A rerun skips ids that
-  already have a row without error; a truncated last line (a crash mid-write) is cut off first; rows with an error are
-  retried and the last row of an id wins. A crash therefore loses at most the sample being written. Rows of another
-  model in the same folder are refused (a :class:`~emoreason.errors.ConfigError`), never mixed in.
+- ``predictions.jsonl`` — one row per finished sample, appended (and fsync'd) as soon as it is scored: id, its ``key``,
+  model, output, caption, the normalised prediction, the reference, per-sample scores, groups, ``failed`` and
+  ``error``. The key is a hash of what the row depends on: the sample's media/evidence file contents, its reference
+  labels, the model, the prompt as rendered for it, the generation kwargs, the task's output type and hooks file, and
+  the row format version (:func:`sample_key`). A rerun skips ids whose last row has the same key and no error; rows
+  whose key changed (a relabelled sample, a new evidence file, another prompt version) are recomputed, never reused;
+  a truncated last line (a crash mid-write) is cut off first; failed rows are retried and the last row of an id wins.
+  A crash therefore loses at most the sample being written. Rows of another model in the same folder are refused (a
+  :class:`~emoreason.errors.ConfigError`), never mixed in.
 - ``metrics.json`` — written atomically at the end, computed from the rows only, so an interrupted-then-resumed run
   gives the same numbers as an uninterrupted one.
 
-Bad data (missing files, malformed rows, unknown labels) raises :class:`~emoreason.errors.DataError` naming the file and
-line while loading, before any model runs. A failure on one sample at run time (unreadable video, no face, endpoint
-error: any :class:`~emoreason.errors.EmoReasonError`) is recorded in that sample's row, counted in ``n_errors`` and
-scored as a wrong/empty answer, so failures never inflate a score.
+Bad data (missing files, malformed rows, unknown or out-of-range labels, a dataset with no samples) raises
+:class:`~emoreason.errors.DataError` naming the file and line while loading, before any model runs. A failure on one
+sample at run time (unreadable video, no face, endpoint error, a NaN in an evidence file: any ``Exception``) is
+recorded in that sample's row (``failed``, and a one-line ``error``) and the run goes on. Failed samples are excluded
+from the metrics and said so: ``metrics.json`` gives ``n`` (samples), ``n_scored``, ``n_failed`` (also ``n_errors``) and
+``failed`` (each id with its error), the log and the summary list them at the end, and ``emoreason eval`` exits 1.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -43,7 +50,7 @@ from emoreason import metrics as M
 from emoreason.errors import ConfigError, DataError, EmoReasonError
 from emoreason.evaluation.loaders import Sample, load_samples
 from emoreason.evaluation.models import Model, Request, Response, load_evidence
-from emoreason.io import append_jsonl, atomic_write_text, iter_jsonl
+from emoreason.io import append_jsonl, atomic_write_text, iter_jsonl, sha256_file
 from emoreason.knowledge.facs import find_aus
 from emoreason.knowledge.taxonomy import BASIC_EMOTIONS, C_EXPR_DB_LABELS
 from emoreason.parsing import parse_output
@@ -331,10 +338,76 @@ def _read_rows(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _row(task: Task, sample: Sample, model_name: str, response: Response | None, error: str | None) -> dict[str, Any]:
-    scored = score_sample(task, sample, response)
+ROW_VERSION = 2  # bump when rows are computed differently: older rows are then recomputed, not reused
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+_WHOLE_FILE_BYTES = 8 << 20  # files up to this size are hashed whole; larger clips by size, head and tail
+
+
+def _file_hash(path: Path) -> str:
+    """sha256 of a file (an evidence file, a clip up to 8 MiB), remembered per (path, size, mtime) for the process.
+    A larger clip is hashed by its size and its first and last 4 MiB, so that resuming a run over many long videos does
+    not reread them all; any re-encode or replacement changes those."""
+    st = path.stat()
+    k = (str(path), st.st_size, st.st_mtime_ns)
+    if k not in _FILE_HASHES:
+        if st.st_size <= _WHOLE_FILE_BYTES:
+            _FILE_HASHES[k] = sha256_file(path)
+        else:
+            h = hashlib.sha256(f"size={st.st_size};".encode())
+            half = _WHOLE_FILE_BYTES // 2
+            with open(path, "rb") as f:
+                h.update(f.read(half))
+                f.seek(st.st_size - half)
+                h.update(f.read(half))
+            _FILE_HASHES[k] = "head-tail:" + h.hexdigest()
+    return _FILE_HASHES[k]
+
+
+def sample_key(task: Task, sample: Sample, model_name: str) -> str:
+    """The hash a prediction row is valid for: the sample's content (its evidence and media files' sha256), its
+    reference, the model, the prompt as rendered for this sample (prompt version, labels, ``doc_to_text``), the
+    generation kwargs, the output type, the task's hooks file and :data:`ROW_VERSION`. Any change gives a new key."""
+    hooks = task.path.parent / "utils.py" if task.path is not None else None
+    parts = {
+        "row_version": ROW_VERSION,
+        "task": task.name,
+        "output_type": task.output_type,
+        "model": model_name,
+        "media": {
+            kind: _file_hash(f) if f is not None else None
+            for kind, f in (("evidence", sample.evidence), ("video", sample.video))
+        },  # fmt: skip
+        "reference": sample.reference,
+        "prompt": render_prompt(task, sample, "\x00EVIDENCE\x00"),
+        "generation": task.generation,
+        "hooks": _file_hash(hooks) if hooks is not None and hooks.exists() else None,
+    }
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _one_line(e: BaseException) -> str:
+    """``Type: message`` on one line (a multi-line message is joined; a very long one is cut at 500 characters)."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _row(
+    task: Task, sample: Sample, key: str, model_name: str, response: Response | None, error: str | None
+) -> dict[str, Any]:
+    scored: dict[str, Any] = {"pred": None, "scores": {}}
+    if error is None:
+        try:
+            scored = score_sample(task, sample, response)
+        except Exception as e:  # a hook or scorer failing on this one answer: a failed sample, not a dead run
+            error = f"scoring failed: {_one_line(e)}"
+            log.debug("%s/%s: scoring failed", task.name, sample.id, exc_info=True)
     return {
         "id": sample.id,
+        "key": key,
         "model": model_name,
         "output": response.text if response else None,
         "caption": response.caption if response else None,
@@ -342,6 +415,7 @@ def _row(task: Task, sample: Sample, model_name: str, response: Response | None,
         "ref": sample.reference,
         "scores": scored["scores"],
         "groups": sample.groups,
+        "failed": error is not None,
         "error": error,
     }
 
@@ -357,9 +431,12 @@ def run_task(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``task``; returns (and writes) the metrics. See the module docstring for the files."""
-    samples = load_samples(task.loader, Path(data_root) / task.data_path, task.loader_args)
+    root = Path(data_root) / task.data_path
+    samples = load_samples(task.loader, root, task.loader_args)
     if limit is not None:
         samples = samples[:limit]
+    if not samples:
+        raise DataError(f"task {task.name!r}: no samples (loader {task.loader}); nothing to evaluate", root)
     task_dir = Path(out_dir) / task.name
     pred_path = task_dir / "predictions.jsonl"
     rows = _read_rows(pred_path)
@@ -367,7 +444,12 @@ def run_task(
     if others:
         raise ConfigError(f"holds predictions of another model ({', '.join(others)}), not {model.name}; "
                           "use another --out folder or delete this file", pred_path)  # fmt: skip
-    todo = [s for s in samples if s.id not in rows or rows[s.id].get("error")]
+    keys = {s.id: sample_key(task, s, model.name) for s in samples}
+    stale = [s.id for s in samples if s.id in rows and rows[s.id].get("key") != keys[s.id]]
+    todo = [s for s in samples if s.id not in rows or rows[s.id].get("error") or rows[s.id].get("key") != keys[s.id]]
+    if stale:
+        log.warning("%s: %d rows are recomputed: their sample, labels, model, prompt or settings changed (%s)",
+                    task.name, len(stale), ", ".join(stale[:10]) + (" ..." if len(stale) > 10 else ""))  # fmt: skip
     log.info(
         "%s: %d samples, %d already done, %d to run", task.name, len(samples), len(samples) - len(todo), len(todo)
     )
@@ -376,10 +458,12 @@ def run_task(
         request = Request(sample, lambda ev: render_prompt(task, sample, ev), dict(task.generation))
         try:
             response, error = model.generate(request), None
-        except EmoReasonError as e:
-            response, error = None, f"{type(e).__name__}: {e}"
+        except Exception as e:  # any failure on one sample (not a Ctrl-C): recorded in its row, the run goes on
+            response, error = None, _one_line(e)
             log.warning("%s/%s: %s", task.name, sample.id, error)
-        return _row(task, sample, model.name, response, error)
+            if not isinstance(e, EmoReasonError):
+                log.debug("%s/%s: traceback", task.name, sample.id, exc_info=True)
+        return _row(task, sample, keys[sample.id], model.name, response, error)
 
     workers = max(1, min(concurrency, model.max_concurrency))
     bar = tqdm(total=len(todo), desc=task.name, unit="clip", disable=not progress or not todo, dynamic_ncols=True)
@@ -404,22 +488,34 @@ def run_task(
             bar.close()
 
     ordered = [rows[s.id] for s in samples]
+    scored = [r for r in ordered if not r.get("error")]
+    failed = [{"id": r["id"], "error": r["error"]} for r in ordered if r.get("error")]
     result = {
         "task": task.name,
         "suite": task.suite,
         "model": model.name,
         "n": len(ordered),
-        "n_errors": sum(bool(r.get("error")) for r in ordered),
+        "n_scored": len(scored),
+        "n_failed": len(failed),
+        "n_errors": len(failed),
         "primary": task.primary,
-        "metrics": aggregate(task, ordered),
-        "groups": disaggregate(task, ordered),
+        # failed samples are excluded (never scored as answers); with none left, there is no number to report
+        "metrics": aggregate(task, scored) if scored else {m: None for m in task.metrics},
+        "groups": disaggregate(task, scored),
+        "failed": failed,
         "config": {
             "emoreason": __version__, "task_file": str(task.path) if task.path else None, "loader": task.loader,
             "data_path": task.data_path, "prompt": task.prompt, "generation_kwargs": task.generation,
-            "limit": limit,
+            "limit": limit, "row_version": ROW_VERSION,
         },
     }  # fmt: skip
     atomic_write_text(task_dir / "metrics.json", _json(result))
+    if failed:
+        log.warning(
+            "%s: %d of %d samples failed and are excluded from the metrics (rerun to retry them): %s", task.name,
+            len(failed), len(ordered), "; ".join(f"{f['id']}: {f['error']}" for f in failed[:20])
+            + (f"; ... {len(failed) - 20} more in {task_dir / 'metrics.json'}" if len(failed) > 20 else ""),
+        )  # fmt: skip
     return result
 
 
@@ -470,4 +566,8 @@ def summary_markdown(results: list[dict[str, Any]], tasks: list[Task], published
             m = by_name[r["task"]].primary
             vals = ", ".join(f"{v} {_fmt(d.get(m))} (n={d['n']})" for v, d in g["values"].items())
             lines.append(f"\n{r['task']} by {col}: {m} {vals}; gap {_fmt(g['gap'].get(m))}")
+    failed = [(r["task"], f) for r in results for f in r.get("failed", [])]
+    if failed:
+        lines += ["", f"Failed samples ({len(failed)}), excluded from the metrics above; rerun to retry them:", ""]
+        lines += [f"- {task}/{f['id']}: {f['error']}" for task, f in failed]
     return "\n".join(lines) + "\n"
