@@ -18,6 +18,12 @@ Frames are streamed one at a time (memory does not grow with clip length). A fil
 declared duration (with a decoder error, or silently more than 3 frames / 2 % early against the video stream's own
 duration — 1 s / 10 % when only the container's duration is known) is an error naming the time reached, never a partial
 result: evidence from a truncated file would silently describe only its beginning.
+
+An audio-only file whose audio decodes to less than its declared duration (more than 0.25 s / 2 % short: an MP3 cut in
+half keeps the full length in its header) is not silent either: :func:`audio_truncation` sets ``MediaInfo.duration_s``
+to what was decoded and returns a ``truncated_audio`` quality flag naming both lengths, so the evidence says it covers
+only the beginning. (A video's audio track may legitimately end before the picture; the video check above covers
+containers.)
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import av
 import numpy as np
 
 from emoreason.errors import MediaError
-from emoreason.evidence import MediaInfo
+from emoreason.evidence import MediaInfo, QualityFlag
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,9 @@ AUDIO_ONLY_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff
 _EARLY_END_FRACTION_STREAM = 0.02
 _EARLY_END_S = 1.0
 _EARLY_END_FRACTION = 0.1
+# an audio-only file may decode this much shorter than it declares (codec padding, header rounding)
+_AUDIO_SHORT_S = 0.25
+_AUDIO_SHORT_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -328,6 +337,28 @@ def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray | None:
     if not chunks:
         raise MediaError("the audio stream decodes to no samples (truncated or corrupt file)", p)
     return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+
+
+def audio_truncation(info: MediaInfo, n_samples: int, sr: int) -> QualityFlag | None:
+    """Compare the decoded audio (``n_samples`` at ``sr`` Hz) of an audio-only file with its declared duration.
+
+    When it is shorter than ``info.duration_s`` by more than 0.25 s or 2 %, ``info.duration_s`` is set to the decoded
+    length and a ``truncated_audio`` flag naming both lengths is returned; otherwise ``None``. Files with a video stream
+    are left alone (their audio may end before the picture; :func:`iter_frames` checks the video itself)."""
+    if info.has_video or sr <= 0:
+        return None
+    declared, decoded = info.duration_s, n_samples / sr
+    if declared - decoded <= max(_AUDIO_SHORT_S, _AUDIO_SHORT_FRACTION * declared):
+        return None
+    info.duration_s = round(decoded, 4)
+    log.warning(
+        "%s: the audio decodes to %.2f s of the declared %.2f s (truncated file)", info.path, decoded, declared
+    )
+    return QualityFlag(
+        code="truncated_audio",
+        message=f"the audio decodes to {decoded:.2f} s of the declared {declared:.2f} s: the file is truncated or "
+        f"corrupt, and the evidence covers only its first {decoded:.2f} s",
+    )
 
 
 def prefetch(items: Iterator[tuple[float, np.ndarray]], size: int = 4) -> Iterator[tuple[float, np.ndarray]]:

@@ -312,3 +312,30 @@ def test_streaming_memory_is_bounded(tmp_path):
     assert count == n
     held_mb = n * w * h * 3 / 2**20  # 3.3 GB if the frames were kept
     assert grew_mb < 100 < held_mb
+
+
+# ------------------------------------------------------------------------------------------------ truncated audio
+@pytest.fixture(scope="module")
+def speech_mp3(media_dir, happy_speech_wav) -> Path:
+    dst = media_dir / "happy.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(happy_speech_wav), "-codec:a", "libmp3lame",
+                    "-q:a", "4", str(dst)], check=True)  # fmt: skip
+    return dst
+
+
+def test_truncated_audio_only_file_is_flagged_with_both_durations(speech_mp3, tmp_path):
+    """Half an MP3 still declares the whole length in its header: the evidence says what was decoded, and flags it."""
+    from emoreason.perception.pipeline import perceive
+
+    full = perceive(speech_mp3, asr=False)
+    assert not full.has_flag("truncated_audio")
+    assert full.media.duration_s == pytest.approx(media.probe(speech_mp3).duration_s)
+    half = mf.truncate(speech_mp3, tmp_path / "half.mp3", 0.5)
+    declared = media.probe(half).duration_s
+    decoded = len(media.load_audio(half)) / 16000
+    assert declared == pytest.approx(full.media.duration_s, abs=0.05) and decoded < 0.7 * declared
+    ev = perceive(half, asr=False)
+    (flag,) = [f for f in ev.flags if f.code == "truncated_audio"]
+    assert f"{decoded:.2f} s" in flag.message and f"{declared:.2f} s" in flag.message
+    assert ev.media.duration_s == pytest.approx(decoded, abs=0.001)
+    assert ev.prosody is not None and ev.prosody.times[-1] <= decoded

@@ -146,6 +146,8 @@ def perceive_full(
         t1 = time.perf_counter()
         audio = media.load_audio(path, sr=16000)
         info.audio_sample_rate = 16000
+        if (cut := media.audio_truncation(info, len(audio), 16000)) is not None:  # the duration becomes what decoded
+            flags.append(cut)
         evidence.prosody = analyze_prosody(audio, 16000)
         aflags = audio_flags(evidence.prosody)
         flags += aflags
