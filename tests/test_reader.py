@@ -131,3 +131,10 @@ def test_a_happiness_call_comes_with_au12_in_the_evidence():
     assert analyze(ev_with(3.0)).emotion == "happiness"
     without = analyze(ev_with(0.5))
     assert without.emotion != "happiness" and without.probabilities["happiness"] == 0.0
+
+
+def test_a_smile_without_au12_falls_back_to_neutral_not_the_runner_up():
+    d = {e: 0.0 for e in fusion.ALL_EMOTIONS} | {"happiness": 0.6, "disgust": 0.3, "neutral": 0.1}
+    g = fusion.gate_happiness(d, 1.0)
+    assert g["happiness"] == 0.0 and abs(g["neutral"] - 0.7) < 1e-9 and g["disgust"] == 0.3
+    assert fusion.gate_happiness(d, 2.5) == d and fusion.gate_happiness(d, None)["happiness"] == 0.0
