@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emoreason import media
-from emoreason.errors import ModelError
+from emoreason.errors import ConfigError, ModelError
 from emoreason.perception import asr
 
 
@@ -54,3 +54,30 @@ def test_corrupt_model_file(tmp_path):
     with pytest.raises(ModelError, match="cannot load speech model") as err:
         asr.transcribe([0.0] * 1600, model_path=tmp_path)
     assert err.value.path == str(tmp_path.resolve())
+
+
+def test_decoding_is_greedy_fixed_and_recorded(happy_speech_wav, monkeypatch):
+    """Temperature 0 with no sampling fallback, greedy, no conditioning on earlier text: the same clip gives the same
+    transcript every time; the settings are written into the transcript's model name; the caller may change them."""
+    samples = media.load_audio(happy_speech_wav)
+    real = asr.load_model(asr.resolve_model_path(None))
+    calls: list[dict] = []
+
+    class Spy:
+        model = real.model
+
+        def transcribe(self, audio, **kwargs):
+            calls.append(kwargs)
+            return real.transcribe(audio, **kwargs)
+
+    monkeypatch.setattr(asr, "load_model", lambda path: Spy())
+    first, second = asr.transcribe(samples), asr.transcribe(samples)
+    for kw in calls:
+        assert kw["temperature"] == 0.0 and isinstance(kw["temperature"], float)  # one temperature: no fallback
+        assert (kw["beam_size"], kw["best_of"], kw["condition_on_previous_text"]) == (1, 1, False)
+    assert first == second and "happy" in first.text.lower()
+    assert "temperature=0.0" in first.model and "beam_size=1" in first.model
+    beam = asr.transcribe(samples, decoding={"beam_size": 5})
+    assert calls[-1]["beam_size"] == 5 and calls[-1]["temperature"] == 0.0 and "beam_size=5" in beam.model
+    with pytest.raises(ConfigError, match="unknown decoding setting 'temprature'"):
+        asr.transcribe(samples, decoding={"temprature": 0.2})

