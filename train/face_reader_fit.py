@@ -114,7 +114,7 @@ def train_cnn(crops: np.ndarray, y: np.ndarray, *, seed: int, aug: bool = True, 
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss) * len(idx)
+            tot += loss.item() * len(idx)
         if ep % 6 == 5 or ep == epochs - 1:
             log(f"  cnn epoch {ep + 1}/{epochs} loss {tot / len(y):.3f}")
     net.eval()
