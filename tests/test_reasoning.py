@@ -26,7 +26,7 @@ from emoreason.knowledge.facs import PERCEIVED_AUS
 from emoreason.knowledge.taxonomy import ALL_EMOTIONS, UNCERTAIN
 from emoreason.parsing import find_times, parse_output, think_sections
 from emoreason.reasoning.engine import analyze
-from emoreason.reasoning.faithfulness import check_faithfulness
+from emoreason.reasoning.faithfulness import check_analysis, check_faithfulness
 from tests.fixtures.build_eval_fixtures import evidence as fixture_evidence
 
 REST = 0.5  # resting intensity of every AU
@@ -97,6 +97,8 @@ def _check_cot(a, ev):
     assert set(sections) == {"Key observations", "Overall emotional interpretation", "Conclusion"}
     f = check_faithfulness(a.answer_text(), ev)
     assert f.ok and f.score == 1.0, (f, a.think)
+    whole = check_analysis(a, ev)  # with the caption and the fused probabilities
+    assert whole.ok and whole.score == 1.0, (whole, a.think, a.caption)
 
 
 @pytest.mark.parametrize(
@@ -149,6 +151,31 @@ def test_compound_from_two_components():
     assert a.compound_score >= 0.25
     assert "happily surprised" in a.answer_text()
     assert analyze(make_evidence(HAPPY)).compound is None
+    _check_cot(a, make_evidence(HAPPY + SURPRISE))
+
+
+RESTING_BROWS = [("AU1", 0.2, 1.0, 2.8, 2.8), ("AU2", 0.2, 1.0, 2.8, 2.6)]  # brows at rest that read 2.5-3 (issue 15)
+
+
+def test_smile_with_resting_brows_is_not_a_compound():
+    """A compound needs both parts in the evidence: brows alone do not make a smile 'happily surprised'."""
+    a = analyze(make_evidence(HAPPY + RESTING_BROWS))
+    assert a.emotion == "happiness"
+    assert a.compound is None and "Compound" not in a.think
+
+
+def test_compound_needs_the_secondary_to_be_probable():
+    """Both prototypes shown, but the secondary is a tail of the fused distribution: no compound."""
+    from emoreason.reasoning import engine
+
+    present = {"AU1", "AU2", "AU5", "AU26", "AU6", "AU12"}
+    read = set(PERCEIVED_AUS)
+    p = dict.fromkeys(ALL_EMOTIONS, 0.0) | {"happiness": 0.8, "surprise": 0.15, "neutral": 0.05}
+    assert engine._compound(p, "happiness", present, read)[0] is None
+    p |= {"happiness": 0.6, "surprise": 0.35}
+    assert engine._compound(p, "happiness", present, read)[0] == "happily surprised"
+    assert engine._compound(p, "happiness", present - {"AU5", "AU26"}, read)[0] is None
+    assert engine._compound(p, "uncertain", present, read)[0] is None
 
 
 def test_open_set_uncertain_when_no_prototype_fits():
@@ -225,7 +252,7 @@ def test_faithfulness_reads_only_the_think_block():
     r = check_faithfulness(
         '<think>AU12 apex at 1.3 s.</think><answer>{"emotion": "happy", "aus": ["AU9"]}</answer>', ev
     )
-    assert r.ok and r.n_claims == 2
+    assert r.ok and r.n_claims == 3  # AU12, 1.3 s, and the answer's happiness (which needs AU12); not the answer's AU9
 
 
 # --- on the perceived fixture clips ---------------------------------------------------------------------------------
@@ -242,7 +269,7 @@ def test_astronaut_clip_is_a_genuine_smile(astronaut_clip):
         assert f"{au} (" in obs
     assert find_times(obs)
     assert a.smile is not None and a.smile.duchenne and a.smile.kind == "genuine"
-    assert check_faithfulness(a.answer_text(), ev).ok
+    assert check_faithfulness(a.answer_text(), ev).ok and check_analysis(a, ev).ok
 
 
 def test_angry_noface_clip_from_voice_and_words(angry_noface_clip):
@@ -253,7 +280,7 @@ def test_angry_noface_clip_from_voice_and_words(angry_noface_clip):
     assert a.emotion == "anger"
     assert "No face was found" in a.think
     assert "face" not in a.modality_weights and "words" in a.modality_weights
-    assert check_faithfulness(a.answer_text(), ev).ok
+    assert check_faithfulness(a.answer_text(), ev).ok and check_analysis(a, ev).ok
 
 
 def test_repeated_emotion_words_get_their_own_times():

@@ -1,10 +1,12 @@
 """The knowledge-based reasoner: :class:`~emoreason.evidence.Evidence` in, an explained :class:`Analysis` out.
 
 Steps (each a small function below): per-segment and whole-clip face distributions from AU prototypes, voice arousal and
-transcript lexicon (:mod:`emoreason.reasoning.fusion`), fused with stated weights; open-set decision; compound label by
-the pairwise rule; valence/arousal/dominance as distributions; genuine-smile cue; micro-expressions; ambivalence; a
-temporal caption; and a chain of thought in three sections that cites only AUs and times present in the evidence
-(checked by :mod:`emoreason.reasoning.faithfulness`).
+transcript lexicon (:mod:`emoreason.reasoning.fusion`), fused with stated weights; open-set decision (a call that needs
+an AU the face lacks, e.g. happiness without AU12, is uncertain); a C-EXPR-DB compound only when both parts are in the
+evidence; valence/arousal/dominance as distributions; genuine-smile cue; micro-expressions; ambivalence; a temporal
+caption (a photo's, ``media.still_image``, speaks without time); and a chain of thought in three sections whose every
+claim (presence, absence, timing, stillness, the conclusion against the fused probabilities) agrees with the evidence,
+as :mod:`emoreason.reasoning.faithfulness` checks with the same notion of a present AU.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from emoreason.knowledge.prototypes import DUCHENNE_AU, FAST_ONSET_S, MICRO_MAX_
 from emoreason.knowledge.taxonomy import ADJECTIVE, ALL_EMOTIONS, UNCERTAIN, VAD, compound_for
 from emoreason.parsing import format_answer
 from emoreason.reasoning import fusion
+from emoreason.reasoning.faithfulness import LABEL_REQUIRES, face_read, present_aus
 
 SEGMENT_S = 1.0  # length of the analysis windows
 FRAME_WEIGHT_FLOOR = 0.1  # weight of an idle face frame in its window (see _frame_weight)
@@ -33,9 +36,19 @@ EXPRESSION_SPAN_S = 0.3  # each AU is read at its peak within this many seconds 
 UNCERTAIN_BELOW = 0.35
 UNCERTAIN_RATIO = 1.5
 OPEN_SET_COVERAGE = 0.35  # best prototype coverage under which an active face is "not covered by any prototype"
-# Compound rule: score = sqrt(p_a * p_b) for the two most probable non-neutral emotions when taxonomy.compound_for(a, b)
-# exists; the compound is named when the score reaches this threshold (e.g. 0.5 and 0.125, or 0.25 and 0.25).
-COMPOUND_THRESHOLD = 0.25
+# Compound rule, for C-EXPR-DB's 7 classes (taxonomy.C_EXPR_DB_LABELS). A compound is two emotions shown at once, its
+# AUs the union of its parts' (Du, Tao & Martinez 2014), so it is named only when both parts are in the evidence:
+# - the primary is the call itself (so a compound never fires more often than its primary);
+# - the secondary is the most probable emotion that makes a C-EXPR-DB compound with the primary, with at least
+#   COMPOUND_SECONDARY_FRACTION of the primary's fused probability (a second reading of the face, not the distribution's
+#   tail). 1/3: a face showing both prototypes whole splits the prototype read about 2:1 (surprise 0.63, happiness 0.30
+#   on the synthetic happy-and-surprised face of the tests), so a stricter ratio would miss the very case it names;
+# - each part shows its prototype: more than COMPOUND_CORE_FRACTION of its core AUs (weight 1.0 in PROTOTYPES, among
+#   those perception reads) are present. Surprise (AU1, AU2, AU5, AU26) thus needs the eyes or the jaw besides the brows,
+#   which resting brows can read as raised; happiness (AU6, AU12) needs both.
+# compound_score is sqrt(p_primary * p_secondary) of the best such pair (reported, not thresholded).
+COMPOUND_SECONDARY_FRACTION = 1 / 3
+COMPOUND_CORE_FRACTION = 0.5
 AMBIVALENT_MARGIN = 0.1  # top two emotions closer than this (both >= 0.25) count as a conflict
 VALENCE_CONFLICT = 0.3  # modality valences of opposite sign, each at least this far from zero, conflict
 AROUSAL_CONFLICT = 0.8  # face and voice arousal this far apart are said to disagree
@@ -265,16 +278,28 @@ def _segments(ev: Evidence, weights: dict[str, float], arousal: float | None) ->
     return out
 
 
-def _compound(p: dict[str, float]) -> tuple[str | None, float | None]:
-    ranked = [e for e in sorted(p, key=lambda e: -p[e]) if e != "neutral"][:2]
-    if len(ranked) < 2:
-        return None, None
-    a, b = ranked
-    c = compound_for(a, b)
-    if c is None:
-        return None, None
-    score = math.sqrt(p[a] * p[b])
-    return (c.label, round(score, 3)) if score >= COMPOUND_THRESHOLD else (None, round(score, 3))
+def _shows_prototype(emotion: str, present: set[str], read: set[str]) -> bool:
+    """More than ``COMPOUND_CORE_FRACTION`` of ``emotion``'s core AUs that perception reads (``read``) are present."""
+    core = [au for au, w in PROTOTYPES.get(emotion, {}).items() if w >= 1.0 and au in read]
+    return bool(core) and sum(au in present for au in core) > COMPOUND_CORE_FRACTION * len(core)
+
+
+def _compound(
+    p: dict[str, float], emotion: str, present: set[str], read: set[str]
+) -> tuple[str | None, float | None, str | None]:
+    """The compound label, its pair score and its secondary emotion (see the constants above)."""
+    if emotion not in p or emotion == "neutral":
+        return None, None, None
+    pairs = [(b, c) for b in sorted(p, key=lambda e: -p[e])
+             if b != emotion and (c := compound_for(emotion, b)) is not None and c.abaw]  # fmt: skip
+    if not pairs:
+        return None, None, None
+    b, c = pairs[0]
+    score = round(math.sqrt(p[emotion] * p[b]), 3)
+    both = _shows_prototype(emotion, present, read) and _shows_prototype(b, present, read)
+    if p[b] >= COMPOUND_SECONDARY_FRACTION * p[emotion] and both:
+        return c.label, score, b
+    return None, score, None
 
 
 def _vad(p: dict[str, float], voice_arousal: float | None, voice_weight: float) -> list[Distribution]:
@@ -303,6 +328,10 @@ def _smile(ev: Evidence) -> SmileCue | None:
     s = max(smiles, key=lambda e: e.peak)
     cheeks = [e for e in ev.au_events if e.au == DUCHENNE_AU and _overlap(e, s) >= 0.5 * max(s.duration, 1e-6)]
     duchenne = bool(cheeks)
+    # AU6 present during part of the smile only (an event that overlaps less than half of it, or a series that reaches
+    # the threshold there without an event): not the Duchenne marker, but not "without AU6" either
+    partial = [e for e in ev.au_events if e.au == DUCHENNE_AU and _overlap(e, s) > 0]
+    cheeks_seen = DUCHENNE_AU in present_aus(ev, s.onset, s.offset)
     first = ev.aus.times[0] if ev.aus is not None and ev.aus.times else 0.0
     from_start = s.onset <= first + 1e-6
     onset_fast = None if from_start else (s.apex - s.onset) < FAST_ONSET_S
@@ -310,6 +339,13 @@ def _smile(ev: Evidence) -> SmileCue | None:
         c = max(cheeks, key=lambda e: e.peak)
         parts = [f"AU6 (cheek raiser) accompanies the AU12 smile ({_fmt(c.onset)}–{_fmt(c.offset)} s), the Duchenne "
                  "marker of felt enjoyment"]  # fmt: skip
+    elif partial:
+        c = max(partial, key=lambda e: _overlap(e, s))
+        parts = [f"AU12 pulls the lip corners ({_fmt(s.onset)}–{_fmt(s.offset)} s); AU6 (cheek raiser) joins it only "
+                 f"from {_fmt(c.onset)} s to {_fmt(c.offset)} s, less than half of the smile"]  # fmt: skip
+    elif cheeks_seen:
+        parts = [f"AU12 pulls the lip corners ({_fmt(s.onset)}–{_fmt(s.offset)} s); AU6 (cheek raiser) reaches the "
+                 "occurrence threshold only momentarily during it"]  # fmt: skip
     else:
         parts = [f"AU12 pulls the lip corners ({_fmt(s.onset)}–{_fmt(s.offset)} s) without AU6 raising the cheeks"]
     if from_start:
@@ -343,15 +379,44 @@ def _phrase(au: str) -> str:
     return a if a.startswith(("the ", "lips", "eyes")) else "the " + a
 
 
+def _peaks(ev: Evidence, present: set[str]) -> list[tuple[str, float]]:
+    """The present AUs with their highest intensity, strongest first."""
+    assert ev.aus is not None
+    peaks = {au: max((v for v in ev.aus.intensities.get(au, []) if v is not None), default=0.0) for au in present}
+    return sorted(peaks.items(), key=lambda kv: -kv[1])
+
+
+def _still_caption(ev: Evidence, emotion: str, present: set[str]) -> str:
+    """A photo's caption: what the face shows, without time."""
+    label = ADJECTIVE.get(emotion, emotion)
+    if present:
+        look = f"the face looks {label}" if emotion != UNCERTAIN else "its expression is unclear"
+        return f"The photo shows {_join([_phrase(au) for au, _ in _peaks(ev, present)[:4]])}; {look}."
+    if emotion in ("neutral", UNCERTAIN):
+        return "The photo shows a neutral face; no facial action stands out."
+    return (
+        f"The photo shows a face with no facial action unit at the occurrence threshold; as a whole it reads {label}."
+    )
+
+
 def _caption(ev: Evidence, emotion: str) -> str:
-    """Beginning -> progress -> end of the face, in FEC-Bench's style, from AU events."""
-    if ev.face is None or ev.aus is None or ev.face.coverage == 0:
-        return "No face is visible in the clip."
+    """Beginning -> progress -> end of the face, in FEC-Bench's style, from AU events (a photo: what it shows)."""
+    if not face_read(ev):
+        return "No face is visible in the photo." if ev.media.still_image else "No face is visible in the clip."
+    present = present_aus(ev)
+    if ev.media.still_image:
+        return _still_caption(ev, emotion, present)
     dur = ev.media.duration_s
     tol = 2.0 / (ev.media.sample_fps or 10.0)
     events = sorted(ev.au_events, key=lambda e: (e.onset, -e.peak))
     if not events:
-        return "The face stays neutral throughout; no facial action stands out."
+        if present:
+            return (f"No facial action lasts long enough to form an event; "
+                    f"{_join([_phrase(au) for au, _ in _peaks(ev, present)[:4]])} only momentarily.")  # fmt: skip
+        if emotion in ("neutral", UNCERTAIN):
+            return "The face stays neutral throughout; no facial action stands out."
+        label = ADJECTIVE.get(emotion, emotion)
+        return f"No facial action unit reaches the occurrence threshold; the face as a whole reads {label}."
     early = [e.au for e in events if e.onset <= min(tol, 0.15 * dur)]
     middle = [e for e in events if e.au not in early]
     ending = [e.au for e in events if e.offset >= dur - tol]
@@ -435,13 +500,27 @@ def _ambivalence(dists: dict, p: dict[str, float], segments: list[Segment]) -> A
 
 def _observations(ev: Evidence, lex: LexiconScore, arousal: float | None, micro: list[MicroExpression]) -> str:
     lines: list[str] = []
-    if ev.face is None or ev.aus is None or ev.face.coverage == 0:
-        lines.append("No face was found in the clip, so there are no facial Action Units to read.")
+    still = ev.media.still_image
+    if not face_read(ev):
+        where = "photo" if still else "clip"
+        lines.append(f"No face was found in the {where}, so there are no facial Action Units to read.")
     else:
+        assert ev.face is not None and ev.aus is not None
         if ev.face.coverage < 0.5:
             lines.append(f"The face is visible in only {ev.face.coverage:.0%} of the analysed frames.")
         events = sorted(ev.au_events, key=lambda e: -e.peak)[:8]
-        if events:
+        present = present_aus(ev)
+        if still:  # one frame, no time axis: the AUs at their intensity in the photo
+            if present:
+                parts = [f"{_au_label(au)} at intensity {v:.1f}/5" for au, v in _peaks(ev, present)[:8]]
+                lines.append("Facial actions in the photo: " + "; ".join(parts) + ".")
+            else:
+                lines.append("No facial action unit reaches the occurrence threshold in the photo.")
+        elif not events and present:
+            parts = [f"{_au_label(au)} peaks at {v:.1f}/5" for au, v in _peaks(ev, present)[:8]]
+            lines.append("No facial action lasts long enough to form an event; only momentarily: "
+                         + "; ".join(parts) + ".")  # fmt: skip
+        elif events:
             parts = [f"{_au_label(e.au)} from {_fmt(e.onset)} s to {_fmt(e.offset)} s, apex at {_fmt(e.apex)} s, peak "
                      f"intensity {e.peak:.1f}/5" for e in events]  # fmt: skip
             lines.append("Facial actions: " + "; ".join(parts) + ".")
@@ -457,7 +536,9 @@ def _observations(ev: Evidence, lex: LexiconScore, arousal: float | None, micro:
             lines.append(f"Expression classifier ({ev.expression.model}) over {len(rows)} face frames: "
                          + ", ".join(f"{e} {d[e]:.2f}" for e in top2) + ".")  # fmt: skip
         poses = [p for p in ev.face.poses if p is not None]
-        if poses:
+        if poses and still:
+            lines.append(f"Head: yaw {round(poses[0].yaw)} degrees, pitch {round(poses[0].pitch)} degrees.")
+        elif poses:
             yaw = [p.yaw for p in poses]
             pitch = [p.pitch for p in poses]
             moved = (max(yaw) - min(yaw)) > 15 or (max(pitch) - min(pitch)) > 15
@@ -473,7 +554,7 @@ def _observations(ev: Evidence, lex: LexiconScore, arousal: float | None, micro:
             bits.append(f"about {p.speaking_rate_sps:.1f} syllables per second")
         lines.append(f"Voice: {', '.join(bits)}; estimated arousal {arousal:+.2f}.")
     elif not ev.media.has_audio:
-        lines.append("There is no audio track.")
+        lines.append("A photo has no sound." if still else "There is no audio track.")
     else:
         lines.append("No speech was detected in the audio.")
     if ev.transcript is not None and ev.transcript.text.strip():
@@ -524,15 +605,22 @@ def analyze(evidence: Evidence) -> Analysis:
         and best != "neutral"
     )
     emotion = best if stands_out and weights and not face_unexplained else UNCERTAIN
-    compound, compound_score = _compound(p_raw)
+    # the call must be borne out by the face it was read from: a happy call on a face without AU12 is not
+    has_face = face_read(ev)
+    present = present_aus(ev) if has_face else set()
+    missing = [au for au in LABEL_REQUIRES.get(emotion, ()) if au not in present] if has_face else []
+    if missing:
+        emotion = UNCERTAIN
+    read = set(ev.aus.intensities) if ev.aus is not None else set()
+    compound, compound_score, secondary = _compound(p_raw, emotion, present, read)
     v, a, d = _vad(p_raw, arousal, weights.get("voice", 0.0))
-    segments = _segments(ev, weights, arousal)
+    segments = [] if ev.media.still_image else _segments(ev, weights, arousal)  # a photo has no time axis
     micro = _micro(ev)
     smile = _smile(ev)
     amb = _ambivalence(dists, p_raw, segments)
     agreement = _agreement(dists, weights, arousal)
-    event_aus = {e.au for e in ev.au_events}
-    aus = [au for au in PROTOTYPES.get(emotion, {}) if au in event_aus] if emotion in PROTOTYPES else []
+    event_aus = present
+    aus = [au for au in PROTOTYPES.get(emotion, {}) if au in present] if emotion in PROTOTYPES else []
 
     # Interpretation
     interp: list[str] = []
@@ -561,18 +649,23 @@ def analyze(evidence: Evidence) -> Analysis:
 
     top3 = sorted(p_raw, key=lambda e: -p_raw[e])[:3]
     concl = []
-    if emotion == UNCERTAIN:
+    if missing:
+        concl.append(f"Uncertain: the fused read is {best} at {p_raw[best]:.2f}, but {_join(missing)}, which that "
+                     "call needs, is not present in the face.")  # fmt: skip
+    elif emotion == UNCERTAIN:
         concl.append(f"Uncertain: no emotion stands out (best {best} at {p_raw[best]:.2f}, next {second} at "
                      f"{p_raw[second]:.2f}).")  # fmt: skip
     else:
         concl.append(f"{emotion.capitalize()} (probability {p_raw[emotion]:.2f}; then "
                      + ", ".join(f"{e} {p_raw[e]:.2f}" for e in top3[1:]) + ").")  # fmt: skip
-    if compound:
-        concl.append(f"Compound expression: {compound} (pair score {compound_score:.2f}).")
+    if compound and secondary is not None:
+        both = [au for au in PROTOTYPES[secondary] if au in present and au not in PROTOTYPES[emotion]]
+        concl.append(f"Compound expression: {compound} ({emotion} {p_raw[emotion]:.2f} with {secondary} "
+                     f"{p_raw[secondary]:.2f}" + (f"; {secondary} adds {_join(both)}" if both else "") + ").")  # fmt: skip
     concl.append(f"Valence {v.mean:+.2f} ± {v.std:.2f}, arousal {a.mean:+.2f} ± {a.std:.2f}.")
     if "face" not in dists:
         concl.append("This rests on the voice and words only; no face was found." if dists else
-                     "Nothing in the clip can be read.")  # fmt: skip
+                     f"Nothing in the {'photo' if ev.media.still_image else 'clip'} can be read.")  # fmt: skip
 
     think = (f"Key observations: {_observations(ev, lex, arousal, micro)}\n"
              f"Overall emotional interpretation: {' '.join(interp) if interp else 'Nothing to interpret.'}\n"
