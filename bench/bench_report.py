@@ -5,7 +5,8 @@
 
 Stages: **perceive** (:func:`emoreason.perception.pipeline.perceive` with the CLI defaults: 10 fps, 720 px, ASR);
 **analyze** (:func:`emoreason.reasoning.engine.analyze`); **report** for each format (build_report + write_report, the
-HTML with its plots and key frames). Goal of issue 5: the HTML report in <= 2x the perception time. Best of ``--repeat``.
+HTML with its plots and the key frames perception kept). Goal of issue 5: the HTML report in <= 2x the perception time.
+Best of ``--repeat``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main() -> None:
         print(f"analyze    {t_an:7.3f} s")
         for fmt in ("json", "md", "html"):
             out = Path(tmp) / f"r.{fmt}"
-            t_rep, _ = best(lambda out=out: write_report(build_report(ev), ev, out), args.repeat)
+            t_rep, _ = best(lambda out=out: write_report(build_report(ev), out), args.repeat)
             print(
                 f"report.{fmt:<4} {t_rep:7.3f} s  ratio to perception {t_rep / t_perc:.3f}  ({out.stat().st_size} B)"
             )

@@ -23,6 +23,7 @@ import numpy as np
 
 from emoreason import media
 from emoreason.evidence import Evidence, FaceTrack, MediaInfo, ModelVersion, QualityFlag
+from emoreason.perception.keyframes import ThumbnailSampler
 
 if TYPE_CHECKING:
     from emoreason.perception.visual import VisualResult
@@ -62,10 +63,12 @@ def analyze_video(
     num_threads: int = 1,
     expression: bool = False,
     reader: bool = True,
+    thumbnails: ThumbnailSampler | None = None,
 ) -> tuple[VisualResult, float, int]:
     """The visual pass: sampled frames, decoded on a background thread (:func:`emoreason.media.prefetch`, so decoding
     overlaps the face models), streamed into :func:`~emoreason.perception.visual.analyze_frames`.
 
+    ``thumbnails`` keeps small JPEGs of the frames as they are decoded (on the decoding thread), for the report.
     Returns the visual result, the analysis rate and the number of frames analysed.
     """
     from emoreason.perception.visual import analyze_frames
@@ -73,6 +76,8 @@ def analyze_video(
     rate = analysis_fps(info.native_fps, fps)
     total = max(1, math.ceil(info.duration_s * rate))
     frames = media.iter_frames(path, fps=None if fps is None else rate, max_side=max_side)
+    if thumbnails is not None:
+        frames = thumbnails.wrap(frames)
     counted = _Counted(media.prefetch(frames, size=PREFETCH_FRAMES))
     vis = analyze_frames(counted, fps=rate, keep_landmarks=keep_landmarks, keep_crops=keep_crops,
                          progress=progress, total=total, num_threads=num_threads, expression=expression,
@@ -122,15 +127,17 @@ def perceive_full(
         if max_side and max(info.width, info.height) > max_side:
             flags.append(QualityFlag(code="downscaled", message=f"frames downscaled from {info.width}x{info.height} "
                                      f"to a long side of {max_side} px for analysis"))  # fmt: skip
+        thumbs = ThumbnailSampler()
         vis, rate, n = analyze_video(path, info, fps=fps, max_side=max_side, keep_landmarks=keep_landmarks,
                                      keep_crops=keep_crops, progress=progress, expression=expression,
-                                     reader=reader)  # fmt: skip
+                                     reader=reader, thumbnails=thumbs)  # fmt: skip
         landmarks, crops = vis.landmarks, vis.crops
         evidence.expression = vis.expression
         evidence.reader = vis.reader
         if vis.face is not None:
             landmarks = _to_source_pixels(vis.face, landmarks, info, max_side)
         evidence.face, evidence.aus, evidence.au_events = vis.face, vis.aus, vis.au_events
+        evidence.key_frames = thumbs.pick(evidence)
         flags += vis.flags
         models += vis.models
         info.sample_fps = round(rate, 4)

@@ -32,7 +32,7 @@ def _perception_args(p: argparse.ArgumentParser) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r = subparsers.add_parser("report", help="explainable emotion report of a clip (or every clip in a folder)",
                               description="Perceive a clip and write its emotion report as JSON, Markdown or HTML.")  # fmt: skip
-    r.add_argument("clip", type=Path, help="video/audio file, an Evidence .json, or a folder of them")
+    r.add_argument("clip", type=Path, help="video/audio file, an Evidence .json, a report .json, or a folder of them")
     r.add_argument("-o", "--output", type=Path, required=True,
                    help="report file (.json, .md or .html); for a folder input, an output folder")  # fmt: skip
     r.add_argument("--format", choices=("json", "md", "html"), default="html",
@@ -83,7 +83,7 @@ def _clips(folder: Path) -> list[Path]:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from emoreason.report import REPORT_FORMATS, build_report, headline, write_report
+    from emoreason.report import REPORT_FORMATS, Report, build_report, headline, is_report_file, write_report
 
     quiet = getattr(args, "quiet", False)
     if not args.clip.exists():
@@ -92,9 +92,11 @@ def run_report(args: argparse.Namespace) -> int:
         return _report_folder(args, quiet)
     if args.output.suffix.lower() not in REPORT_FORMATS + (".htm",):
         raise ConfigError(f"the output must end in one of {', '.join(REPORT_FORMATS)}", args.output)
-    ev = load_or_perceive(args.clip, args, progress=not quiet)
-    report = build_report(ev)
-    write_report(report, ev, args.output)
+    if is_report_file(args.clip):  # a report JSON is self-contained: render it again in another format
+        report = Report.load(args.clip)
+    else:
+        report = build_report(load_or_perceive(args.clip, args, progress=not quiet))
+    write_report(report, args.output)
     a = report.analysis
     print(f"{args.output}: {headline(a)}" + (f", {a.compound}" if a.compound else ""))
     return 0
@@ -118,8 +120,7 @@ def _report_folder(args: argparse.Namespace, quiet: bool) -> int:
             continue
         try:
             ev = load_or_perceive(clip, args)
-            report = build_report(ev)
-            write_report(report, ev, out)
+            write_report(build_report(ev), out)
             done += 1
         except EmoReasonError as e:
             failed.append((clip, e.message))
