@@ -14,6 +14,10 @@ the file and the cause, never a crash:
   ``MAX_SIDE`` (beyond 8K);
 - a clip longer than ``max_duration_s`` (30 min by default; raise it with ``--max-duration`` or the keyword).
 
+Photos (JPEG, PNG, BMP, WebP, TIFF, a one-frame GIF: an image demuxer whose stream decodes to one frame) are stills:
+``MediaInfo.still_image`` is True, ``duration_s`` is 0 and ``native_fps`` None; :func:`iter_frames` gives their one frame
+at t = 0. An animated GIF is a clip.
+
 Frames are streamed one at a time (memory does not grow with clip length). A file whose video stops decoding before its
 declared duration (with a decoder error, or silently more than 3 frames / 2 % early against the video stream's own
 duration — 1 s / 10 % when only the container's duration is known) is an error naming the time reached, never a partial
@@ -47,6 +51,11 @@ MAX_SIDE = 8192  # px: beyond 8K on the long side a clip is rejected
 MAX_DURATION_S = 30 * 60.0
 MAX_FILE_BYTES = 8 * 1024**3
 AUDIO_ONLY_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".opus"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+                            ".wmv", ".flv", ".3gp", ".gif"})  # fmt: skip
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# what a folder input (``report DIR``) takes as clips; a single file is read whatever its name, if FFmpeg can open it
+MEDIA_SUFFIXES = AUDIO_ONLY_SUFFIXES | VIDEO_SUFFIXES | IMAGE_SUFFIXES | {".m4a", ".aac"}
 # decoding may end this much before the declared duration without being an error: 3 frames or 2 % of the video
 # stream's own duration when the container states it, else 1 s or 10 % of the container's duration
 _EARLY_END_FRACTION_STREAM = 0.02
@@ -136,6 +145,24 @@ def _first_frame(container: av.container.InputContainer, stream: av.stream.Strea
     raise MediaError(f"the {stream.type} stream decodes to no frames (truncated or corrupt file)", p)
 
 
+def _is_still(container: av.container.InputContainer, p: Path) -> bool:
+    """A photo: an image demuxer (``image2`` for JPEG and the like, ``*_pipe`` for PNG/BMP/WebP/TIFF/..., ``gif``) whose
+    video stream decodes to exactly one frame (an animated GIF is a clip)."""
+    names = set(container.format.name.split(","))
+    if not (names & {"image2", "gif"} or any(n.endswith("_pipe") for n in names)):
+        return False
+    with _open(p) as again:
+        frames = 0
+        try:
+            for _ in again.decode(_video_streams(again)[0]):
+                frames += 1
+                if frames > 1:
+                    break
+        except av.error.FFmpegError as e:
+            raise MediaError(f"the image cannot be decoded: {_why(e)} (truncated or corrupt file)", p) from None
+    return frames == 1
+
+
 def probe(
     path: str | Path,
     *,
@@ -159,6 +186,7 @@ def probe(
         duration = _duration(container)
         width = height = None
         native_fps = None
+        still = False
         if vstreams:
             vs = vstreams[0]
             frame = _first_frame(container, vs, p)
@@ -175,10 +203,13 @@ def probe(
                     "downscale it first (e.g. ffmpeg -vf scale=-2:1080)", p)  # fmt: skip
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate
             native_fps = float(rate) if rate else None
+            still = not astreams and _is_still(container, p)
+            if still:  # a photo: one frame, no time axis (duration 0, no frame rate)
+                duration, native_fps = 0.0, None
             container.seek(0)
         if astreams:
             _first_frame(container, astreams[0], p)
-        if duration <= 0:
+        if duration <= 0 and not still:
             raise MediaError("the file declares no duration (empty or corrupt stream)", p)
         if duration > limits.max_duration_s:
             raise MediaError(
@@ -193,6 +224,7 @@ def probe(
             width=width,
             height=height,
             native_fps=round(native_fps, 4) if native_fps else None,
+            still_image=still,
         )
 
 

@@ -143,6 +143,7 @@ def test_astronaut_clip_face_on_every_frame(astronaut_clip):
     assert {m.name for m in r.models} == {
         "mediapipe/face_detection_short_range.tflite",
         "mediapipe/face_landmark.tflite",
+        "emoreason/face_reader",  # the learned face reader runs by default
     }
     assert all(abs(p.yaw) < 10 for p in r.face.poses)
 

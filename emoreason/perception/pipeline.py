@@ -115,7 +115,7 @@ def perceive_full(
     evidence = Evidence(media=info)
     landmarks = crops = None
 
-    if info.duration_s < SHORT_CLIP_S:
+    if info.duration_s < SHORT_CLIP_S and not info.still_image:  # a photo has no time axis to be short
         flags.append(QualityFlag(code="short_clip", message=f"the clip lasts {info.duration_s:.2f} s, under "
                                  f"{SHORT_CLIP_S:.0f} s: AU events and prosody are unreliable"))  # fmt: skip
 
@@ -137,6 +137,8 @@ def perceive_full(
         if vis.face is not None:
             landmarks = _to_source_pixels(vis.face, landmarks, info, max_side)
         evidence.face, evidence.aus, evidence.au_events = vis.face, vis.aus, vis.au_events
+        if info.still_image:  # one frame: AU intensities, but no onset, apex or offset to invent
+            evidence.au_events = []
         evidence.key_frames = thumbs.pick(evidence)
         flags += vis.flags
         models += vis.models
