@@ -101,3 +101,38 @@ def truncate(src: Path, dst: Path, fraction: float = 0.4) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * fraction)])
     return dst
+
+
+def drawn_face(skin: tuple[int, int, int] = (240, 200, 160), title: str | None = None, quality: int | None = None):
+    """A flat-shaded cartoon face (head, eyes, brows, nose, mouth; optionally a title above it), 640x480 RGB;
+    ``quality`` passes it through JPEG. The face detector and the mesh both take it for a face."""
+    import cv2
+
+    img = np.full((480, 640, 3), 255, np.uint8)
+    cv2.ellipse(img, (320, 240), (120, 150), 0, 0, 360, skin, -1)
+    cv2.ellipse(img, (320, 240), (120, 150), 0, 0, 360, (0, 0, 0), 3)
+    for dx in (-45, 45):
+        cv2.ellipse(img, (320 + dx, 210), (22, 12), 0, 0, 360, (255, 255, 255), -1)
+        cv2.circle(img, (320 + dx, 210), 14, (40, 30, 20), -1)
+        cv2.line(img, (295 + dx, 180), (345 + dx, 178), (60, 40, 20), 6)
+    cv2.line(img, (320, 220), (312, 265), (150, 100, 80), 4)
+    cv2.ellipse(img, (320, 295), (45, 18), 0, 0, 180, (150, 40, 40), -1)
+    if title:
+        cv2.putText(img, title, (30, 60), cv2.FONT_HERSHEY_DUPLEX, 1.8, (200, 30, 30), 5)
+    if quality is not None:
+        ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        img = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+    return img
+
+
+def smiley_logo() -> np.ndarray:
+    """A title logo: a yellow smiley (circle, two dots, an arc) under a line of text, 640x360 RGB."""
+    import cv2
+
+    img = np.full((360, 640, 3), (30, 30, 120), np.uint8)
+    cv2.putText(img, "FUNNY TOONS", (40, 120), cv2.FONT_HERSHEY_DUPLEX, 2.2, (255, 230, 0), 6)
+    cv2.circle(img, (320, 250), 80, (255, 220, 0), -1)
+    cv2.circle(img, (292, 228), 10, (0, 0, 0), -1)
+    cv2.circle(img, (348, 228), 10, (0, 0, 0), -1)
+    cv2.ellipse(img, (320, 262), (40, 24), 0, 20, 160, (0, 0, 0), 5)
+    return img

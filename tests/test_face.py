@@ -155,6 +155,33 @@ def test_landscape_clip_has_no_face_no_au(landscape_clip):
     assert np.isnan(r.landmarks).all()
 
 
+def _no_faces() -> dict[str, np.ndarray]:
+    from skimage import data
+
+    return {"landscape": mf.landscape(), "rocket": data.rocket(), "chelsea cat": data.chelsea(),
+            "smiley logo": mf.smiley_logo(), "drawn face": mf.drawn_face(),
+            "drawn face, title, JPEG 30": mf.drawn_face(skin=(255, 220, 0), title="CARTOON TIME", quality=30),
+            "drawn face, JPEG 60": mf.drawn_face(quality=60)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(_no_faces()))
+def test_non_faces_get_no_face_and_no_au(name):
+    """Face or not: photos, an animal, a logo and flat-shaded cartoon faces (which the detector and the mesh take for
+    faces) get no face track, no AUs and no key frame material."""
+    img = np.ascontiguousarray(_no_faces()[name])
+    r = analyze_frames([(0.0, img), (0.04, img)], fps=25, reader=False)
+    assert r.face is None and r.aus is None and r.au_events == [], name
+    assert [f.code for f in r.flags] == ["no_face"]
+
+
+def test_flat_fraction_separates_photographed_and_drawn_faces():
+    from emoreason.perception.face import FLAT_MAX, flat_fraction
+
+    crop = lambda img: cv2.resize(img, (192, 192))  # noqa: E731
+    assert flat_fraction(crop(mf.astronaut()[20:260, 130:350])) < 0.1 < FLAT_MAX < flat_fraction(crop(mf.drawn_face()))
+    assert flat_fraction(np.zeros((30, 30), np.uint8)) == 1.0
+
+
 def test_two_faces_main_is_the_large_one(two_faces_clip):
     r = analyze_frames(decode(two_faces_clip), fps=25)
     assert r.face.coverage == 1.0 and r.face.track_switches == 0

@@ -47,6 +47,15 @@ BILATERAL_PAIRS = np.array([(33, 263), (133, 362), (234, 454), (127, 356), (93, 
 MIDLINE_TOP = np.array([10, 151, 9])
 MIDLINE_BOTTOM = np.array([2, 98, 327])
 MAX_COUNTED = 64  # faces counted per frame at most (one mesh run each, ~1.5 ms, only on detector passes)
+# Face or not. A new face (a track's start, or another face counted) needs the detector score (``main_score`` /
+# ``other_score``), the mesh's presence logit >= 0, and a face region that is not flat-shaded: drawn faces (cartoons,
+# logos, emoji) pass the detector and the mesh (a drawn face with eyes, brows, nose and mouth: detector 0.84, presence
+# logit 9.7, while the 5th percentile of real dev photos is 8.5), but their fills are flat. FLAT_MAX bounds the fraction
+# of the face region (the central 2/3 of the mesh crop, grey) whose 3x3 neighbourhood varies by under FLAT_SD grey
+# levels: on the 1,049 real-faces dev photos it is at most 0.31 (99th percentile 0.19); on drawn faces 0.85-0.92, and
+# 0.58-0.72 after JPEG at quality 30-60 or a blur (bench/face_gate.py measures both).
+FLAT_SD = 0.5
+FLAT_MAX = 0.45
 
 
 def model_versions() -> list[ModelVersion]:
@@ -256,10 +265,12 @@ class FaceMesh:
         outs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
         self._lm, self._presence = outs["conv2d_21"], outs["conv2d_31"]
         self.presence_threshold = presence_threshold
+        self.last_crop = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)  # the crop of the latest run
 
     def run(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
         """Landmarks ``(468, 3)`` in frame pixels (z in pixels, relative depth) and the face-presence probability."""
         crop = roi.crop(rgb, self.SIZE)
+        self.last_crop = crop
         self.interp.set_tensor(self._in, (crop[None].astype(np.float32) * (1.0 / 255.0)))
         self.interp.invoke()
         logit = float(self.interp.get_tensor(self._presence).reshape(-1)[0])
@@ -269,6 +280,17 @@ class FaceMesh:
         lm[:, :2] = raw[:, :2] @ m[:, :2].T + m[:, 2]
         lm[:, 2] = raw[:, 2] * (roi.size / self.SIZE)
         return lm, float(1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50))))
+
+
+def flat_fraction(crop: np.ndarray) -> float:
+    """Fraction of a face crop's central 2/3 (RGB or grey uint8) whose 3x3 neighbourhood has a grey-level standard
+    deviation under ``FLAT_SD``: near 0 on photographed skin, high on flat-shaded drawings."""
+    g = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    h, w = g.shape[:2]
+    g = g[h // 6 : h - h // 6, w // 6 : w - w // 6].astype(np.float32)
+    m = cv2.blur(g, (3, 3))
+    sd = np.sqrt(np.maximum(cv2.blur(g * g, (3, 3)) - m * m, 0.0))
+    return float((sd < FLAT_SD).mean())
 
 
 # ------------------------------------------------------------------------------------------------------------ head pose
@@ -357,6 +379,7 @@ class FaceTracker:
     near: float = 1.5  # a detection this many face sizes from the track still continues it (fast motion)
     main_score: float = 0.4  # detector score needed to start a track (the mesh must confirm it too)
     other_score: float = 0.3  # lower score at which another face counts, once the mesh confirms it
+    flat_max: float | None = FLAT_MAX  # a new face's flat-shaded fraction must not exceed this (None: no check)
     detector: FaceDetector = field(init=False)
     mesh: FaceMesh = field(init=False)
     track: _Track | None = field(init=False, default=None)
@@ -377,9 +400,15 @@ class FaceTracker:
         size = max(box[2] - box[0], box[3] - box[1])
         return bool(np.linalg.norm(_centre(other) - _centre(box)) <= self.near * size)
 
-    def _mesh_on(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float] | None:
+    def _mesh_on(self, rgb: np.ndarray, roi: Roi, new: bool = False) -> tuple[np.ndarray, float] | None:
+        """The mesh on ``roi`` when it confirms a face; a ``new`` face (not the one tracked) must also not be flat-shaded
+        (:func:`flat_fraction`, see ``FLAT_MAX``)."""
         lm, presence = self.mesh.run(rgb, roi)
-        return (lm, presence) if presence >= self.mesh.presence_threshold else None
+        if presence < self.mesh.presence_threshold:
+            return None
+        if new and self.flat_max is not None and flat_fraction(self.mesh.last_crop) > self.flat_max:
+            return None
+        return lm, presence
 
     def step(self, rgb: np.ndarray) -> FrameFace:
         i, self._i = self._i, self._i + 1
@@ -418,7 +447,7 @@ class FaceTracker:
         n = 0
         if known is not None and any(self._same(known, d.box) for d in dets):
             n, dets = 1, [d for d in dets if not self._same(known, d.box)]
-        return n + sum(self._mesh_on(rgb, roi_from_detection(d)) is not None for d in dets[:MAX_COUNTED])
+        return n + sum(self._mesh_on(rgb, roi_from_detection(d), new=True) is not None for d in dets[:MAX_COUNTED])
 
     def _challenge(self, rgb: np.ndarray, box: np.ndarray, dets: list[Detection]) -> None:
         """Count detector passes on which another face clearly outranks the main one; replace the track after enough."""
@@ -440,7 +469,7 @@ class FaceTracker:
         if tr is not None:
             ranked = [d for d in ranked if self._same(tr.box, d.box)]
         for det in ranked:
-            hit = self._mesh_on(rgb, roi_from_detection(det))
+            hit = self._mesh_on(rgb, roi_from_detection(det), new=tr is None)
             if hit is None:
                 continue  # a detection the mesh does not confirm (e.g. an animal face)
             box = landmarks_box(hit[0])
