@@ -34,7 +34,7 @@ from emoreason.io import atomic_write_text, read_json
 from emoreason.knowledge.facs import AUS, INTENSITY_MAX
 from emoreason.knowledge.taxonomy import ALL_EMOTIONS
 from emoreason.reasoning.engine import Analysis, analyze
-from emoreason.reasoning.faithfulness import check_faithfulness
+from emoreason.reasoning.faithfulness import check_analysis
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Faithfulness(BaseModel):
     score: float
     unsupported_aus: list[str] = Field(default_factory=list)
     unsupported_times: list[float] = Field(default_factory=list)
+    contradictions: list[str] = Field(default_factory=list, description="claims the evidence or the call contradicts")
 
 
 class Report(BaseModel):
@@ -173,7 +174,7 @@ def build_report(evidence: Evidence, analysis: Analysis | None = None, *, reason
 
     Raises :class:`DataError` naming the clip when a number in the analysis or the evidence is NaN or Infinity."""
     a = analysis if analysis is not None else analyze(evidence)
-    f = check_faithfulness(a.think, evidence)
+    f = check_analysis(a, evidence)  # the think block, the answer and the caption, against the fused probabilities too
     face = evidence.face
     try:
         return Report(
@@ -194,9 +195,8 @@ def build_report(evidence: Evidence, analysis: Analysis | None = None, *, reason
                 still_image=evidence.media.still_image,
                 au_timeline=_timeline(evidence),
             ),
-            faithfulness=Faithfulness(
-                score=f.score, unsupported_aus=f.unsupported_aus, unsupported_times=f.unsupported_times
-            ),  # fmt: skip
+            faithfulness=Faithfulness(score=f.score, unsupported_aus=f.unsupported_aus,
+                                      unsupported_times=f.unsupported_times, contradictions=f.contradictions),  # fmt: skip
             flags=evidence.flags,
             versions=[ModelVersion(name="emoreason", version=__version__), *evidence.models],
             key_frames=_report_frames(evidence),

@@ -3,7 +3,11 @@ engine's own writing passes it on clips, photos and face-less clips."""
 
 from __future__ import annotations
 
-from emoreason.evidence import AUSeries, FaceTrack, HeadPose, MediaInfo
+from pathlib import Path
+
+import pytest
+
+from emoreason.evidence import AUSeries, Evidence, FaceTrack, HeadPose, MediaInfo
 from emoreason.reasoning.engine import analyze
 from emoreason.reasoning.faithfulness import check_analysis, check_faithfulness, present_aus
 from tests.test_reasoning import HAPPY, make_evidence
@@ -122,3 +126,39 @@ def test_engine_writing_is_faithful_on_a_still_photo_with_no_action():
     a = analyze(ev)
     r = check_analysis(a, ev)
     assert r.ok, (r, a.think, a.caption)
+
+
+FIXTURE_EVIDENCE = sorted(Path(__file__).parent.glob("fixtures/**/*.evidence.json"))
+
+
+def test_the_engine_is_faithful_on_every_fixture_evidence():
+    assert len(FIXTURE_EVIDENCE) >= 20
+    bad = {}
+    for path in FIXTURE_EVIDENCE:
+        ev = Evidence.load(path)
+        r = check_analysis(analyze(ev), ev)
+        if not r.ok:
+            bad[path.name] = r
+    assert not bad, bad
+
+
+def test_report_faithfulness_is_not_one_when_a_claim_is_contradicted():
+    from emoreason.report import build_report
+
+    ev = make_evidence(HAPPY)
+    a = analyze(ev)
+    assert build_report(ev, a).faithfulness.score == 1.0
+    a.caption = "The face stays neutral throughout; no facial action stands out."
+    f = build_report(ev, a).faithfulness
+    assert f.score < 1.0 and f.contradictions and f.contradictions[0].startswith("stillness:")
+
+
+@pytest.mark.slow
+def test_the_engine_is_faithful_on_the_example_clip():
+    from emoreason.perception.pipeline import perceive
+
+    clip = Path(__file__).parents[1] / "examples" / "smile.mp4"
+    ev = perceive(clip, asr=False)
+    a = analyze(ev)
+    r = check_analysis(a, ev)
+    assert r.ok and r.score == 1.0, (r, a.think, a.caption)
