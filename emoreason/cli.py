@@ -2,6 +2,8 @@
 
 Each area registers its subcommands in its own module (``add_parser(subparsers)``); this module only parses, sets up
 logging and turns an :class:`~emoreason.errors.EmoReasonError` into one line on stderr and a non-zero exit code.
+The shared conventions (``-o/--output``, ``--model SPEC``, ``--fps``, defaults in ``--help``) live in
+:mod:`emoreason.cliopts` and :mod:`emoreason.modelspec`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import sys
 
 from emoreason import __version__
+from emoreason.cliopts import use_formatter
 from emoreason.errors import EmoReasonError
 
 # Modules that define ``add_parser(subparsers)``; each adds one or more subcommands.
@@ -33,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    use_formatter(parser)  # every subcommand's --help shows the defaults
     return parser
 
 

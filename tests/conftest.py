@@ -10,6 +10,21 @@ import pytest
 from tests import media_factory as mf
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _evidence_cache_in_tmp(tmp_path_factory):
+    """``ask``/``report`` cache evidence under the user's cache folder; tests (and their subprocesses) use a temporary
+    one instead."""
+    import os
+
+    old = os.environ.get("EMOREASON_CACHE_DIR")
+    os.environ["EMOREASON_CACHE_DIR"] = str(tmp_path_factory.mktemp("evidence-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EMOREASON_CACHE_DIR", None)
+    else:
+        os.environ["EMOREASON_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("media")

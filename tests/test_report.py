@@ -159,12 +159,12 @@ def test_batch_skips_bad_files_and_resumes(tmp_path):
     out = tmp_path / "out"
     r = _cli("report", src, "-o", out, "--format", "json")
     assert r.returncode == 1
-    assert "2 written, 0 already done, 1 failed" in r.stdout and "broken.mp4" in r.stdout
+    assert "2 done, 1 failed, 0 already done" in r.stdout and "broken.mp4" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == ["one.json", "two.json"]
     (out / "two.json").write_text("{")  # a half-written report is redone
     mtime = (out / "one.json").stat().st_mtime_ns
     r = _cli("report", src, "-o", out, "--format", "json")
-    assert "1 written, 1 already done, 1 failed" in r.stdout
+    assert "1 done, 1 failed, 1 already done" in r.stdout
     assert (out / "one.json").stat().st_mtime_ns == mtime and is_valid_report(out / "two.json")
 
 

