@@ -143,7 +143,7 @@ def test_make_backend_specs():
     assert make_backend("engine") is None
     assert isinstance(make_backend("openai:http://localhost:8000/v1"), OpenAIBackend)
     for bad in ("gpt", "openai:", "transformers:", "engine:x"):
-        with pytest.raises(ConfigError, match="unknown backend"):
+        with pytest.raises(ConfigError, match="--model"):
             make_backend(bad)
     with pytest.raises(ConfigError, match="http"):
         make_backend("openai:localhost:8000")
@@ -197,7 +197,9 @@ def _ask_cli(*args, stdin: str | None = None):
 def test_ask_command_with_an_openai_endpoint_chat_keeps_history(tmp_path):
     path = make_evidence(HAPPY).save(tmp_path / "c.evidence.json")
     with _FakeChatServer() as server:
-        r = _ask_cli(path, "--backend", f"openai:{server.url}", "--model", "m", stdin="Is the smile genuine?\nWhy?\n")
+        r = _ask_cli(
+            path, "--model", f"openai:{server.url}", "--api-model", "m", stdin="Is the smile genuine?\nWhy?\n"
+        )
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("The smile looks genuine") == 2
     first, second = server.requests
@@ -208,8 +210,8 @@ def test_ask_command_with_an_openai_endpoint_chat_keeps_history(tmp_path):
 
 def test_ask_command_with_a_local_transformers_model(tmp_path, tiny_chat_model):
     path = make_evidence(HAPPY).save(tmp_path / "c.evidence.json")
-    r = _ask_cli(path, "Is the smile genuine?", "--backend", f"transformers:{tiny_chat_model}")
+    r = _ask_cli(path, "Is the smile genuine?", "--model", f"transformers:{tiny_chat_model}")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()  # the random model's words
-    bad = _ask_cli(path, "hi", "--backend", f"transformers:{tmp_path}")
+    bad = _ask_cli(path, "hi", "--model", f"transformers:{tmp_path}")
     assert bad.returncode == 1 and "no config.json" in bad.stderr

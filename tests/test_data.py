@@ -378,7 +378,16 @@ def test_train_build_command(tmp_path, monkeypatch, capsys):
     commands.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "shard.jsonl"
     args = parser.parse_args(
-        ["train", "build", "caption-json", str(FIX / "fec_captions.json"), str(out), "--evidence-dir", str(ev_dir)]
+        [
+            "train",
+            "build",
+            "caption-json",
+            str(FIX / "fec_captions.json"),
+            "-o",
+            str(out),
+            "--evidence-dir",
+            str(ev_dir),
+        ]
     )
     assert args.func(args) == 0
     (row,) = load_rows(out, require_answer=True)

@@ -457,7 +457,7 @@ def test_eval_command_against_local_endpoint(tmp_path, capsys):
     commands.add_parser(parser.add_subparsers())
     with FakeChatServer() as server:
         argv = ["eval", "--tasks", "dfew,c_expr_db", "--model", f"openai:{server.url}", "--data-root", str(FIXTURES),
-                "--out", str(tmp_path), "--concurrency", "2"]  # fmt: skip
+                "-o", str(tmp_path), "--concurrency", "2"]  # fmt: skip
         args = parser.parse_args(argv)
         args.quiet = True
         assert args.func(args) == 0
@@ -476,12 +476,12 @@ def test_emoreason_eval_through_the_cli(tmp_path, capsys):
 
     with FakeChatServer() as server:
         argv = ["-q", "eval", "--tasks", "mer_openvocab", "--model", f"openai:{server.url}", "--data-root",
-                str(FIXTURES), "--out", str(tmp_path)]  # fmt: skip
+                str(FIXTURES), "-o", str(tmp_path)]  # fmt: skip
         assert main(argv) == 0
     assert "| mer_ov | openai:" in capsys.readouterr().out
     assert main(["eval", "--tasks", "dfew", "--model", "gpt", "--data-root", str(FIXTURES)]) == 2
     assert capsys.readouterr().err.strip() == (
-        "emoreason: error: unknown model 'gpt'; use engine, checkpoint:PATH or openai:URL"
+        "emoreason: error: unknown --model 'gpt'; use engine, transformers:PATH, openai:URL or vllm:PATH"
     )
 
 
@@ -490,7 +490,7 @@ def test_eval_command_fails_when_samples_fail(tmp_path, capsys):
     commands.add_parser(parser.add_subparsers())
     with FakeChatServer(fail_words=("AU15",)) as server:
         args = parser.parse_args(["eval", "--tasks", "dfew", "--model", f"openai:{server.url}", "--data-root",
-                                  str(FIXTURES), "--out", str(tmp_path)])  # fmt: skip
+                                  str(FIXTURES), "-o", str(tmp_path)])  # fmt: skip
         args.quiet = True
         assert args.func(args) == 1
     assert "samples failed (dfew: 1)" in capsys.readouterr().err
@@ -544,7 +544,7 @@ def test_engine_adapter_end_to_end(tmp_path):
     from emoreason.cli import main
 
     argv = ["-q", "eval", "--tasks", ",".join(ALL_TASKS), "--model", "engine", "--data-root", str(FIXTURES)]
-    assert main([*argv, "--out", str(tmp_path / "full")]) == 0
+    assert main([*argv, "-o", str(tmp_path / "full")]) == 0
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert [r["task"] for r in full] == ALL_TASKS and all(r["n_errors"] == 0 for r in full)
     by_task = {r["task"]: r for r in full}
@@ -560,7 +560,7 @@ def test_engine_adapter_end_to_end(tmp_path):
         pred = resumed / task / "predictions.jsonl"
         data = pred.read_bytes()
         pred.write_bytes(data[: len(data) - 40])
-    assert main([*argv, "--out", str(resumed)]) == 0
+    assert main([*argv, "-o", str(resumed)]) == 0
     again = json.loads((resumed / "summary.json").read_text())
     assert [(r["task"], r["metrics"], r["groups"]) for r in again] == [
         (r["task"], r["metrics"], r["groups"]) for r in full

@@ -235,8 +235,7 @@ def test_build_command_around_a_local_base(tmp_path):
     base = tiny_base_dir(tmp_path)
     out = tmp_path / "built"
     assert (
-        main(["model", "build", "--base", str(base), "--out", str(out), "--face-tokens", "3", "--num-experts", "3"])
-        == 0
+        main(["model", "build", "--base", str(base), "-o", str(out), "--face-tokens", "3", "--num-experts", "3"]) == 0
     )
     model = AutoModelForCausalLM.from_pretrained(out)
     proc = AutoProcessor.from_pretrained(out)

@@ -146,9 +146,9 @@ def test_ask_command_one_question(tmp_path, happy):
     r = subprocess.run([sys.executable, "-m", "emoreason", "ask", str(path), "What did she say?"],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0 and "wonderful" in r.stdout
-    bad = subprocess.run([sys.executable, "-m", "emoreason", "ask", str(path), "hi", "--backend", "magic"],
+    bad = subprocess.run([sys.executable, "-m", "emoreason", "ask", str(path), "hi", "--model", "magic"],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and "unknown backend" in bad.stderr
+    assert bad.returncode == 2 and "unknown --model 'magic'" in bad.stderr
 
 
 def test_a_named_emotion_that_is_absent(happy, voice_only):

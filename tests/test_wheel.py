@@ -131,7 +131,7 @@ def test_cli_report_eval_and_ask_from_a_wheel(wheel_env, tmp_path, astronaut_cli
 
     url, seen = chat_endpoint
     question = "Is the smile genuine?"
-    r = run_in(wheel_env, tmp_path, "emoreason", "ask", str(astronaut_clip), question, "--backend", f"openai:{url}",
+    r = run_in(wheel_env, tmp_path, "emoreason", "ask", str(astronaut_clip), question, "--model", f"openai:{url}",
                "--no-asr")  # fmt: skip
     assert ANSWER in r.stdout
     (request,) = seen

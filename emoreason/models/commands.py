@@ -1,9 +1,12 @@
-"""``emoreason model build --base PATH --out DIR``: assemble a fresh EmoReason checkpoint around a local text model."""
+"""``emoreason model build --base PATH -o DIR``: assemble a fresh EmoReason checkpoint around a local text model."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from emoreason.cliopts import add_output, writable_folder
+from emoreason.errors import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--base", required=True, help="local HF folder, or a packaged base: smollm2-135m, qwen2.5-coder-0.5b"
     )
-    b.add_argument("--out", required=True, help="output folder")
+    add_output(b, "output folder (required)", old="--out")
     b.add_argument("--face-tokens", type=int, default=8, help="face tokens per clip (fixed budget)")
     b.add_argument("--audio-tokens", type=int, default=8, help="audio tokens per clip (fixed budget)")
     b.add_argument("--num-experts", type=int, default=2, help="experts in each compressor")
@@ -32,9 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from emoreason.models.build import build
 
+    if args.output is None:
+        raise ConfigError("give the output folder with -o/--output DIR")
+    if args.output.exists() and not args.output.is_dir():
+        raise ConfigError("the output is a file; give a folder", args.output)
+    writable_folder(args.output)
     out = build(
         args.base,
-        args.out,
+        args.output,
         face_tokens=args.face_tokens,
         audio_tokens=args.audio_tokens,
         num_experts=args.num_experts,

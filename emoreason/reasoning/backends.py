@@ -107,13 +107,15 @@ class OpenAIBackend(ChatBackend):
         return content.strip()
 
 
-def make_backend(spec: str, model: str = "default", api_key: str | None = None) -> ChatBackend | None:
-    """``engine`` (None: the knowledge engine answers), ``transformers:PATH`` or ``openai:URL``."""
-    kind, _, rest = spec.partition(":")
-    if kind == "engine" and not rest:
+def make_backend(spec: str, model: str = "emoreason", api_key: str | None = None) -> ChatBackend | None:
+    """The chat backend of a ``--model`` spec (:mod:`emoreason.modelspec`): ``engine`` (None: the knowledge engine
+    answers), ``transformers:PATH`` (a local text chat model) or ``openai:URL``; ``model`` is the id sent to an
+    endpoint."""
+    from emoreason.modelspec import parse_model_spec
+
+    spec_ = parse_model_spec(spec, ("engine", "transformers", "openai"), "a chat backend")
+    if spec_.kind == "engine":
         return None
-    if kind == "transformers" and rest:
-        return TransformersBackend(rest)
-    if kind == "openai" and rest:
-        return OpenAIBackend(rest, model=model, api_key=api_key)
-    raise ConfigError(f"unknown backend {spec!r}; use engine, transformers:PATH or openai:URL")
+    if spec_.kind == "transformers":
+        return TransformersBackend(spec_.target or "")
+    return OpenAIBackend(spec_.target or "", model=model, api_key=api_key)

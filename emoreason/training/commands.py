@@ -1,10 +1,15 @@
-"""``emoreason train sft|grpo|synthesize RECIPE [--field value ...]``: run a training stage from a YAML recipe."""
+"""``emoreason train sft|grpo|synthesize RECIPE [--field value ...]``: run a training stage from a YAML recipe;
+``emoreason train build FORMAT LABELS -o SHARD.jsonl``: build an instruction dataset shard."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+from pathlib import Path
+
+from emoreason.cliopts import add_output, check_output_file
+from emoreason.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("format", choices=sorted(FORMATS), help="label format of the source")
     b.add_argument("labels", help="label file or folder")
-    b.add_argument("out", help="output shard (.jsonl); counts go to <out>.stats.json")
+    add_output(b, "output shard (.jsonl); counts go to OUTPUT.stats.json")
+    b.add_argument("legacy_out", nargs="?", type=Path, help=argparse.SUPPRESS)  # deprecated positional OUT
     b.add_argument("--video-root", help="folder the label file's video names are relative to")
     b.add_argument("--evidence-dir", help="folder of precomputed Evidence files named <clip id>.json")
     b.add_argument("--cache", help="feature cache folder for clips without precomputed evidence")
@@ -69,10 +75,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from emoreason.data import FeatureCache, build_rows, load_clips, write_rows
 
+    out = args.output or args.legacy_out
+    if out is None:
+        raise ConfigError("give the output shard with -o/--output FILE.jsonl")
+    if args.output and args.legacy_out:
+        raise ConfigError("give the output once: -o/--output (the positional OUT is its old spelling)")
+    check_output_file(out, (Path(args.labels),))
     clips = load_clips(args.format, args.labels, args.video_root)
     if args.evidence_dir:
         for clip in clips:
@@ -81,7 +91,7 @@ def build(args: argparse.Namespace) -> int:
                 clip.evidence = str(candidate)
     cache = FeatureCache(args.cache) if args.cache else None
     rows, stats = build_rows(clips, cache=cache, question_prompt=args.question_prompt, on_disagree=args.on_disagree)
-    write_rows(rows, args.out, stats)
+    write_rows(rows, out, stats)
     counts = {k: v for k, v in vars(stats).items() if k != "dropped_ids"}
-    print(json.dumps({"out": args.out, **counts}, indent=1))
+    print(json.dumps({"out": str(out), **counts}, indent=1))
     return 0
