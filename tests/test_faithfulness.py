@@ -119,6 +119,11 @@ def test_engine_writing_is_faithful_on_a_photo():
     assert a.segments == []
     for au in ("AU6", "AU12"):
         assert au in a.think
+    assert a.smile is not None and a.smile.duchenne and a.smile.kind == "genuine" and a.smile.onset is None
+    posed = photo_evidence({"AU12": 4.1})
+    a = analyze(posed)
+    assert a.smile is not None and not a.smile.duchenne and "without AU6" in a.smile.statement
+    assert check_analysis(a, posed).ok
 
 
 def test_engine_writing_is_faithful_on_a_still_photo_with_no_action():

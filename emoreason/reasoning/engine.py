@@ -321,7 +321,23 @@ def _overlap(a: AUEvent, b: AUEvent) -> float:
     return max(0.0, min(a.offset, b.offset) - max(a.onset, b.onset))
 
 
+def _still_smile(ev: Evidence) -> SmileCue | None:
+    """A photo's smile: AU12 present, Duchenne when AU6 is too; a photo shows no onset, so AU6 alone decides."""
+    present = present_aus(ev)
+    if SMILE_AU not in present:
+        return None
+    if DUCHENNE_AU in present:
+        statement = ("AU6 (cheek raiser) accompanies the AU12 smile in the photo, the Duchenne marker of felt enjoyment; "
+                     "a photo shows no onset, so the cheeks alone decide: the smile looks genuine.")  # fmt: skip
+        return SmileCue(kind="genuine", duchenne=True, statement=statement)
+    statement = ("AU12 pulls the lip corners in the photo without AU6 raising the cheeks; a photo shows no onset, so "
+                 "the cheeks alone decide: the smile looks posed (social).")  # fmt: skip
+    return SmileCue(kind="posed", duchenne=False, statement=statement)
+
+
 def _smile(ev: Evidence) -> SmileCue | None:
+    if ev.media.still_image:
+        return _still_smile(ev) if face_read(ev) else None
     smiles = [e for e in ev.au_events if e.au == SMILE_AU]
     if not smiles:
         return None
