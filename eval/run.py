@@ -1,4 +1,4 @@
-"""Run evaluation tasks: ``python eval/run.py --tasks dfew --model engine --data-root DATA --out results``.
+"""Run evaluation tasks: ``python eval/run.py --tasks dfew --model engine --data-root DATA -o results``.
 
 The same as ``emoreason eval``; kept as a script for people who run ``eval/`` directly.
 """
