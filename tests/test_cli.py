@@ -297,3 +297,23 @@ def test_ask_caches_evidence_on_disk(tmp_path, monkeypatch, capsys):
     assert _main("ask", clip, "Which emotion?") == 0
     assert len(calls) == 4 and any((tmp_path / "env-cache").rglob("*.json"))
     assert "happiness" in capsys.readouterr().out
+
+
+def test_old_spellings_still_parse(tmp_path):
+    from emoreason.cli import build_parser
+    from emoreason.serving.commands import settings_from_args
+
+    p = build_parser()
+    assert p.parse_args(["ask", "c.json", "--backend", "openai:http://h/v1"]).model == "openai:http://h/v1"
+    assert p.parse_args(["eval", "--tasks", "t", "--data-root", "d", "--out", "r"]).output == Path("r")
+    assert p.parse_args(["eval", "--tasks", "t", "--data-root", "d", "--endpoint-model", "m"]).api_model == "m"
+    assert p.parse_args(["model", "build", "--base", "b", "--out", "o"]).output == Path("o")
+    assert p.parse_args(["train", "build", "video-csv", "l.csv", "s.jsonl"]).legacy_out == Path("s.jsonl")
+    s = settings_from_args(p.parse_args(["serve", "--engine", "transformers", "--model", str(tmp_path)]))
+    assert (s.engine, s.model) == ("transformers", str(tmp_path))
+    s = settings_from_args(p.parse_args(["serve", "--model", f"checkpoint:{tmp_path}"]))
+    assert (s.engine, s.model) == ("transformers", str(tmp_path))
+    with pytest.raises(
+        ConfigError, match="serve cannot run --model openai:URL; use engine, transformers:PATH or vllm"
+    ):
+        settings_from_args(p.parse_args(["serve", "--model", "openai:http://h/v1"]))
