@@ -317,3 +317,13 @@ def test_old_spellings_still_parse(tmp_path):
         ConfigError, match="serve cannot run --model openai:URL; use engine, transformers:PATH or vllm"
     ):
         settings_from_args(p.parse_args(["serve", "--model", "openai:http://h/v1"]))
+
+
+def test_fps_zero_means_every_frame_in_serve_too():
+    from emoreason.cli import build_parser
+    from emoreason.serving.commands import settings_from_args
+
+    p = build_parser()
+    assert settings_from_args(p.parse_args(["serve", "--fps", "0"])).fps == 0
+    with pytest.raises(ConfigError, match="fps must be >= 0"):
+        settings_from_args(p.parse_args(["serve", "--fps", "-1"]))

@@ -244,7 +244,9 @@ class Service:
 
         def compute() -> Evidence:
             s = self.settings
-            return perceive(clip.path, fps=s.fps, max_side=s.max_side, asr=s.asr, max_duration_s=s.max_duration_s)
+            return perceive(  # fps 0: every frame
+                clip.path, fps=s.fps or None, max_side=s.max_side, asr=s.asr, max_duration_s=s.max_duration_s
+            )
 
         # the suffix is part of the key: perception treats a .wav and an .mp4 of the same bytes differently
         key = cache_key(clip.digest, {**self.options, "suffix": clip.path.suffix.lower()})

@@ -35,7 +35,7 @@ class Settings:
         },
     )
     model_name: str = field(default="emoreason", metadata={"help": "The model id clients send and /v1/models lists."})
-    fps: float = field(default=10.0, metadata={"help": "Frames analysed per second by perception."})
+    fps: float = field(default=10.0, metadata={"help": "Frames analysed per second by perception; 0 = every frame."})
     max_side: int = field(default=720, metadata={"help": "Frames are downscaled to this long side."})
     asr: bool = field(default=True, metadata={"help": "Transcribe speech."})
     cache_size: int = field(default=64, metadata={"help": "Clips whose perception is kept in memory."})
@@ -48,9 +48,11 @@ class Settings:
         """Raise :class:`ConfigError` for values the server cannot run with; returns self."""
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINES)}")
-        for name in ("max_upload_mb", "max_duration_s", "timeout_s", "fps"):
+        for name in ("max_upload_mb", "max_duration_s", "timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.fps < 0:
+            raise ConfigError(f"fps must be >= 0 (0 = every frame), got {self.fps}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, got {self.port}")
         if self.max_concurrency < 1 or self.queue_size < 0 or self.cache_size < 1:
