@@ -169,25 +169,36 @@ def test_per_sample_errors_are_recorded_counted_and_retried(tmp_path):
 
 
 def test_any_per_sample_exception_is_recorded_and_the_run_goes_on(tmp_path):
-    """A NaN duration makes the real reasoner raise a plain ValueError: that sample fails, the others are scored and
-    metrics.json is written, stating how many failed and were excluded."""
+    """A NaN duration (refused by the Evidence schema with a DataError) and a plain IndexError from the model on another
+    sample: both samples fail, the other is scored and metrics.json is written, stating how many failed and were
+    excluded."""
     shutil.copytree(FIXTURES / "dfew", tmp_path / "dfew")
     bad = tmp_path / "dfew/Clip/original/00002.evidence.json"
     bad.write_text(bad.read_text().replace('"duration_s": 3.0', '"duration_s": NaN'))
     assert "NaN" in bad.read_text()
     (task,) = resolve_tasks(["dfew"])
-    r = run_task(task, make_model("engine"), tmp_path, tmp_path / "out", progress=False)
+    model = make_model("engine")
+    real_generate = model.generate
+
+    def generate(request):
+        if "00003" in str(request):
+            raise IndexError("list index out of range")
+        return real_generate(request)
+
+    model.generate = generate
+    r = run_task(task, model, tmp_path, tmp_path / "out", progress=False)
     assert r == read_metrics(tmp_path / "out", "dfew")
     rows = {row["id"]: row for row in iter_jsonl(tmp_path / "out/dfew/predictions.jsonl")}
     assert sorted(rows) == ["1", "2", "3"]
-    assert rows["2"]["failed"] and rows["2"]["error"].startswith("ValueError: ") and "\n" not in rows["2"]["error"]
-    assert not rows["1"]["failed"] and not rows["3"]["failed"]
-    assert r["n"] == 3 and r["n_failed"] == 1 and r["n_scored"] == 2
-    assert [f["id"] for f in r["failed"]] == ["2"] and r["failed"][0]["error"] == rows["2"]["error"]
-    assert r["metrics"]["war"] == (rows["1"]["scores"]["correct"] + rows["3"]["scores"]["correct"]) / 2
-    assert "excluded" in summary_markdown([r], [task], []) and "dfew/2: ValueError" in summary_markdown(
-        [r], [task], []
-    )
+    assert rows["2"]["failed"] and rows["2"]["error"].startswith("DataError: ") and "\n" not in rows["2"]["error"]
+    assert str(bad) in rows["2"]["error"] and "finite" in rows["2"]["error"]
+    assert rows["3"]["failed"] and rows["3"]["error"] == "IndexError: list index out of range"
+    assert not rows["1"]["failed"]
+    assert r["n"] == 3 and r["n_failed"] == 2 and r["n_scored"] == 1
+    assert [f["id"] for f in r["failed"]] == ["2", "3"] and r["failed"][0]["error"] == rows["2"]["error"]
+    assert r["metrics"]["war"] == rows["1"]["scores"]["correct"]
+    summary = summary_markdown([r], [task], [])
+    assert "excluded" in summary and "dfew/2: DataError" in summary and "dfew/3: IndexError" in summary
 
 
 def test_changed_labels_or_evidence_are_rescored_on_resume(dfew_copy):
