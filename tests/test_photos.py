@@ -74,6 +74,8 @@ def test_photo_without_a_face_invents_no_aus(photos):
 def test_every_face_in_a_group_photo_is_counted(photos):
     ev = perceive(photos["five"], asr=False)
     assert ev.face is not None and ev.face.max_faces == 5
+    x0, _, x1, _ = ev.face.boxes[0]
+    assert 2 * 220 <= (x0 + x1) / 2 <= 3 * 220  # the main face is chosen as in clips: here the most central copy
     multi = [f.message for f in ev.flags if f.code == "multiple_faces"]
     assert multi and multi[0].startswith("up to 5 faces")
 

@@ -266,7 +266,8 @@ def _compound(c: _Ctx) -> Reply:
         return _cant("there is no face, speech or transcript to read")
     if c.a.compound:
         return f"Yes: {c.a.compound} (pair score {c.a.compound_score:.2f}).", True
-    score = f" (best pair score {c.a.compound_score:.2f}, under the threshold)" if c.a.compound_score else ""
+    score = (f" (best pair score {c.a.compound_score:.2f}, but not both parts are in the evidence)"
+             if c.a.compound_score else "")  # fmt: skip
     return f"No compound expression: one emotion dominates{score}.", True
 
 
