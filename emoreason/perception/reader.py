@@ -32,7 +32,7 @@ from emoreason.perception.face import face_frame
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "reader"
 WEIGHTS_FILE = "face_reader.safetensors"
-WEIGHTS_SHA256 = "8b985d506a2459a6c45032192187a18659c5a1eaf0ab5e2f0cd3bbfedf52fcb6"
+WEIGHTS_SHA256 = "d37c46623e460e23e8107dba7a4b1656619104e1263324e63b8327c05cc9359a"
 MODEL_NAME = "emoreason/face_reader"
 LABELS: tuple[str, ...] = BASIC_EMOTIONS  # output order
 CROP_SIZE = 64

@@ -48,12 +48,12 @@ READER_APEX_FRACTION = 0.8
 # Open set when the face is read by the learned reader: "uncertain" when the best fused probability is under
 # READER_UNCERTAIN_BELOW and under READER_UNCERTAIN_RATIO x the runner-up. Fitted by train/face_reader_fit.py
 # (fit_open_set) on the reader's train out-of-fold probabilities: the widest abstention (4.6 % of photos, budget 5 %)
-# whose withheld calls were right at most half as often as the calls given (30 % against 67 %).
-READER_UNCERTAIN_BELOW = 0.33
+# whose withheld calls were right at most half as often as the calls given (28 % against 68 %).
+READER_UNCERTAIN_BELOW = 0.34
 READER_UNCERTAIN_RATIO = 1.1
 # A reader's happiness without AU12 (peak under OCCURRENCE_THRESHOLD) keeps this share of its mass; the rest moves to
-# neutral. On the train out-of-fold photos 690 of 3,630 happiness reads lacked AU12; moving all of it (0.0) costs 0.013
-# UAR (0.542 -> 0.529; renormalising over the other emotions instead cost 0.008 but called those smiles disgusted or
+# neutral. On the train out-of-fold photos 742 of 3,698 happiness reads lacked AU12; moving all of it (0.0) costs 0.015
+# UAR (0.563 -> 0.548; renormalising over the other emotions instead cost 0.010 but called those smiles disgusted or
 # sad), the price of a happiness call that always cites AU12.
 READER_NO_AU12_FACTOR = 0.0
 # Conversational norms for the arousal estimate (adult read/conversational speech: ~4 syllables/s, f0 SD about 12% of
