@@ -1,7 +1,8 @@
 """The perception cache: Evidence kept per clip, keyed by the sha256 of the clip's bytes and the perception options.
 
 Bounded (least recently used goes first) and thread-safe; concurrent requests for the same clip wait for one
-perception run instead of starting their own.
+perception run instead of starting their own. The per-key locks live only while someone holds or waits for them, so
+the lock table is as large as the number of keys being computed right now, not the number of keys ever seen.
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ class PerceptionCache(Generic[T]):
         self.max_items = max_items
         self._items: OrderedDict[str, T] = OrderedDict()
         self._lock = threading.Lock()
-        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks: dict[str, tuple[threading.Lock, list[int]]] = {}  # key -> (lock, [holders + waiters])
         self.hits = 0
         self.misses = 0
+
+    @property
+    def lock_count(self) -> int:
+        """Keys whose lock someone holds or waits for now."""
+        with self._lock:
+            return len(self._key_locks)
 
     def __len__(self) -> int:
         with self._lock:
@@ -57,19 +64,25 @@ class PerceptionCache(Generic[T]):
     def get_or_compute(self, key: str, compute: Callable[[], T]) -> tuple[T, bool]:
         """The cached value and True, or the computed (and now cached) value and False. Errors are not cached."""
         with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            value = self.get(key)
-            if value is not None:
+            key_lock, users = self._key_locks.setdefault(key, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with key_lock:
+                value = self.get(key)
+                if value is not None:
+                    with self._lock:
+                        self.hits += 1
+                    return value, True
+                value = compute()
+                self.put(key, value)
                 with self._lock:
-                    self.hits += 1
-                return value, True
-            value = compute()
-            self.put(key, value)
+                    self.misses += 1
+                return value, False
+        finally:
             with self._lock:
-                self.misses += 1
-                self._key_locks.pop(key, None)
-            return value, False
+                users[0] -= 1
+                if users[0] == 0:
+                    del self._key_locks[key]
 
     def clear(self) -> None:
         with self._lock:

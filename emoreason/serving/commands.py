@@ -40,6 +40,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cache-size", type=int, default=_DEFAULTS["cache_size"], help="clips kept in the perception cache"
     )
+    p.add_argument("--max-text-kb", type=int, default=_DEFAULTS["max_text_kb"],
+                   help="largest body apart from the clip (JSON or form fields), in KB")  # fmt: skip
+    p.add_argument("--header-timeout", type=float, default=_DEFAULTS["header_timeout_s"], dest="header_timeout_s",
+                   help="seconds a connection may take to send its request headers")  # fmt: skip
+    p.add_argument("--body-timeout", type=float, default=_DEFAULTS["body_timeout_s"], dest="body_timeout_s",
+                   help="seconds a request's whole body may take to arrive (then 408)")  # fmt: skip
+    p.add_argument("--keep-alive", type=float, default=_DEFAULTS["keep_alive_s"], dest="keep_alive_s",
+                   help="seconds an idle keep-alive connection is kept")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=_DEFAULTS["max_connections"],
+                   help="open connections at once (more get 503)")  # fmt: skip
     p.set_defaults(func=run_serve)
 
 
@@ -60,7 +70,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_duration_s=args.max_duration_s, max_concurrency=args.max_concurrency, queue_size=args.queue_size,
         timeout_s=args.timeout_s, api_key=api_key(args, None), engine=spec.kind,
         model=spec.target, lora=str(args.lora) if args.lora else None, model_name=args.model_name, fps=args.fps,
-        max_side=args.max_side, asr=not args.no_asr, cache_size=args.cache_size,
+        max_side=args.max_side, asr=not args.no_asr, cache_size=args.cache_size, max_text_kb=args.max_text_kb,
+        header_timeout_s=args.header_timeout_s, body_timeout_s=args.body_timeout_s, keep_alive_s=args.keep_alive_s,
+        max_connections=args.max_connections,
     ).validate()  # fmt: skip
 
 

@@ -8,10 +8,22 @@ none asks for the full analysis; SSE streaming; ``response_format`` ``json_objec
 ``GET /metrics`` and ``GET /`` (the page). Every completion carries an ``emoreason`` field: chain of thought, basic and
 compound labels, AUs, AU events with times, transcript, flags.
 
-Limits: upload size (413, from Content-Length and from the bytes actually received), clip duration and unreadable media
-(422, the one-line reason), unknown model (404), paths outside the media root (403, after resolving symlinks and
-``..``), bounded concurrency with a bounded queue (503 when full), a per-request deadline (504), an optional bearer key
-(401). Errors are OpenAI-style ``{"error": {"message", "type", "code"}}``. One JSON log line per request.
+Limits: upload size (413, from Content-Length before anything is read and from the bytes actually received), clip
+duration and unreadable media (422, the one-line reason), unknown model (404), paths outside the media root (403, after
+resolving symlinks and ``..``), bounded concurrency with a bounded queue (503 with Retry-After when full, answered
+before the body is read: a request holds its place from its headers on), a per-request deadline (504), an optional
+bearer key (401). Connections: headers must arrive within ``header_timeout_s`` and the body within ``body_timeout_s``
+(408, then the connection is closed), at most ``max_connections`` are open (503 and closed above). Errors are
+OpenAI-style ``{"error": {"message", "type", "code"}}``. One JSON log line per request; a client that leaves mid-request
+is logged as ``client_disconnect`` and counted apart from the answered statuses.
+
+Memory: bodies are never held whole. A chat body is parsed as it arrives with its long strings (the base64 clip) spilled
+to disk (:mod:`emoreason.serving.bodies`), then decoded from disk in chunks; a multipart upload is spooled to disk by
+the form parser. So the memory of a request is a few MB whatever the clip's size, and at most ``max_concurrency +
+queue_size`` requests are in flight. Parsing, decoding, hashing and writing run in worker threads, off the event loop.
+
+``usage`` counts words (whitespace-separated), not model tokens: ``prompt_tokens`` the words of the text turns sent
+(the question and the history), ``completion_tokens`` the words of the reply; ``usage.counted`` is ``"words"``.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import mimetypes
 import re
 import shutil
@@ -34,11 +47,16 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+import h11
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from emoreason import __version__
 from emoreason.errors import BackendError, ConfigError, EmoReasonError, ModelError
@@ -46,6 +64,7 @@ from emoreason.evidence import Evidence
 from emoreason.io import sha256_file
 from emoreason.reasoning.engine import Analysis
 from emoreason.reasoning.qa import QAAnswer
+from emoreason.serving.bodies import BodyError, SpillingJSONReader, decode_base64_file
 from emoreason.serving.cache import PerceptionCache, cache_key
 from emoreason.serving.engines import Engine, make_engine
 from emoreason.serving.settings import Settings
@@ -54,25 +73,31 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("emoreason.serving.access")
 
 STATIC_DIR = Path(__file__).parent / "static"
-BODY_SLACK = 1 << 20  # bytes of JSON/multipart around the clip's base64
+FEED_BYTES = 1 << 20  # body bytes gathered before they are handed to a worker thread
+COPY_CHUNK = 1 << 20  # bytes per read when an upload is copied and hashed
 LATENCY_WINDOW = 2048  # requests the latency percentiles are taken over
 MEDIA_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".wav", ".flac", ".mp3", ".ogg", ".m4a"})
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w=.-]+)*;base64,(?P<data>.*)$", re.DOTALL)
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "request_too_large", 422: "invalid_media", 500: "server_error",
-                502: "backend_error", 503: "overloaded", 504: "timeout"}  # fmt: skip
+                404: "not_found_error", 408: "timeout", 413: "request_too_large", 422: "invalid_media",
+                500: "server_error", 502: "backend_error", 503: "overloaded", 504: "timeout"}  # fmt: skip
+_BODY_CODES = {400: "invalid_body", 408: "body_timeout", 413: "too_large"}
 
 
 class HTTPError(Exception):
-    """An error answered as OpenAI-style JSON with ``status``."""
+    """An error answered as OpenAI-style JSON with ``status`` (and extra ``headers``, e.g. Retry-After)."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.headers = status, message, code, headers
+
+    @classmethod
+    def of(cls, e: BodyError) -> HTTPError:
+        return cls(e.status, e.message, _BODY_CODES.get(e.status))
 
     def response(self) -> JSONResponse:
         err = {"message": self.message, "type": _ERROR_TYPES.get(self.status, "error"), "code": self.code}
-        return JSONResponse({"error": err}, status_code=self.status)
+        return JSONResponse({"error": err}, status_code=self.status, headers=self.headers)
 
 
 @dataclass
@@ -100,6 +125,7 @@ class Metrics:
         self.started = time.time()
         self.requests = 0
         self.errors = 0
+        self.disconnects = 0  # clients that left before their answer; not in by_status
         self.by_status: dict[str, int] = {}
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
@@ -116,43 +142,43 @@ class Metrics:
         return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-class Limiter:
-    """At most ``concurrency`` jobs run (in threads), at most ``queue_size`` wait; a job past its deadline gets 504
-    and keeps its slot until its thread really ends, so a stuck job cannot let more work in than configured."""
+class Slot:
+    """One request's place in the :class:`Limiter`, taken before its body is read (see :meth:`Limiter.slot`)."""
 
-    def __init__(self, concurrency: int, queue_size: int) -> None:
-        self.concurrency = concurrency
-        self.capacity = concurrency + queue_size
-        self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="emoreason-job")
-        self._sem: asyncio.Semaphore | None = None
-        self.pending = 0  # waiting + running
-        self.running = 0
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+        self.held = True
+        self.handed_to_job = False  # a job past its deadline keeps the slot until its thread ends
 
-    @property
-    def queue_depth(self) -> int:
-        return self.pending - self.running
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.limiter.pending -= 1
+
+    async def __aenter__(self) -> Slot:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self.handed_to_job:
+            self.release()
 
     async def run(self, fn: Callable[[], Any], timeout_s: float) -> Any:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
-        if self.pending >= self.capacity:
-            raise HTTPError(503, f"server busy: {self.running} requests running and {self.queue_depth} waiting; "
-                            "retry later", "queue_full")  # fmt: skip
-        self.pending += 1
+        """Run ``fn`` in a worker thread once one of the ``concurrency`` slots is free; 504 past ``timeout_s``."""
+        lim = self.limiter
         deadline = time.monotonic() + timeout_s
         try:
-            await asyncio.wait_for(self._sem.acquire(), timeout_s)
+            await asyncio.wait_for(lim.sem.acquire(), timeout_s)
         except TimeoutError:
-            self.pending -= 1
             raise HTTPError(504, f"timed out after {timeout_s:g} s waiting for a free slot", "timeout") from None
-        self.running += 1
-        fut = asyncio.get_running_loop().run_in_executor(self.executor, fn)
+        lim.running += 1
+        fut = asyncio.get_running_loop().run_in_executor(lim.executor, fn)
 
         def release(_: Any = None) -> None:
-            self.running -= 1
-            self.pending -= 1
-            self._sem.release()
+            lim.running -= 1
+            lim.sem.release()
+            self.release()
 
+        self.handed_to_job = True
         try:
             result = await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
@@ -168,20 +194,98 @@ class Limiter:
         return result
 
 
+class Limiter:
+    """At most ``concurrency`` jobs run (in threads), at most ``queue_size`` more requests are in flight (reading
+    their body or waiting for a slot). A request takes its place before its body is read, so a full server answers
+    503 without reading anything; a job past its deadline gets 504 and keeps its place until its thread really ends,
+    so a stuck job cannot let more work in than configured."""
+
+    def __init__(self, concurrency: int, queue_size: int) -> None:
+        self.concurrency = concurrency
+        self.capacity = concurrency + queue_size
+        self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="emoreason-job")
+        self._sem: asyncio.Semaphore | None = None
+        self.pending = 0  # in flight: reading, waiting or running
+        self.running = 0
+
+    @property
+    def sem(self) -> asyncio.Semaphore:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._sem
+
+    @property
+    def queue_depth(self) -> int:
+        return self.pending - self.running
+
+    def slot(self, retry_after_s: int = 1) -> Slot:
+        """A place for one request, or 503 (with Retry-After) when ``capacity`` requests are in flight."""
+        if self.pending >= self.capacity:
+            raise HTTPError(503, f"server busy: {self.running} requests running and {self.queue_depth} waiting; "
+                            "retry later", "queue_full", {"Retry-After": str(retry_after_s)})  # fmt: skip
+        self.pending += 1
+        return Slot(self)
+
+
 # --- reading requests -------------------------------------------------------------------------------------------------
+
+
+def _limited_by_header(request: Request, limit: int) -> None:
+    """413 when the announced Content-Length is over ``limit`` (before anything is read or admitted)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"request body is {int(declared)} bytes, over the {limit}-byte limit", "too_large")
 
 
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
     """The request body, stopped with 413 once more than ``limit`` bytes are announced or received."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"request body is {int(declared)} bytes, over the {limit}-byte limit", "too_large")
+    _limited_by_header(request, limit)
     n = 0
     async for chunk in request.stream():
         n += len(chunk)
         if n > limit:
             raise HTTPError(413, f"request body is over the {limit}-byte limit", "too_large")
         yield chunk
+
+
+async def read_json(request: Request, limit: int, reader: SpillingJSONReader) -> Any:
+    """The JSON body (long strings spilled to disk by ``reader``), fed to ``reader`` in worker threads."""
+    buf = bytearray()
+    try:
+        async for chunk in _limited(request, limit):
+            if len(chunk) >= FEED_BYTES:  # a large chunk goes as it is (no copy)
+                if buf:
+                    await to_thread.run_sync(reader.feed, bytes(buf))
+                    buf = bytearray()
+                await to_thread.run_sync(reader.feed, chunk)
+                continue
+            buf += chunk
+            if len(buf) >= FEED_BYTES:
+                data, buf = bytes(buf), bytearray()
+                await to_thread.run_sync(reader.feed, data)
+        await to_thread.run_sync(reader.feed, bytes(buf))
+        return await to_thread.run_sync(reader.finish)
+    except BodyError as e:
+        raise HTTPError.of(e) from None
+
+
+CLIP_DATA_KEYS = frozenset({"video_url", "url", "data", "file_data"})  # where a spilled string may be a clip
+
+
+def restore_strings(obj: Any, reader: SpillingJSONReader, budget: int) -> None:
+    """Read back, in place, the spilled strings of ``obj`` that cannot be clip data (text, names, paths)."""
+    stack, used = [obj], 0
+    while stack:
+        x = stack.pop()
+        items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+        for k, v in list(items):
+            if reader.spill_of(v) is not None and k not in CLIP_DATA_KEYS:
+                x[k] = reader.restore(v)
+                used += len(x[k])
+                if used > budget:
+                    raise HTTPError(413, f"the text of the request is over the {budget}-byte limit", "too_large")
+            elif isinstance(v, dict | list):
+                stack.append(v)
 
 
 def _mb(n: int) -> str:
@@ -199,9 +303,14 @@ def _suffix(mime: str | None, fallback: str) -> str:
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content.strip()
-    if isinstance(content, list):
-        return " ".join(p.get("text", "").strip() for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
+    if not isinstance(content, list):
+        return ""
+    texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+    for t in texts:
+        if not isinstance(t, str):
+            raise HTTPError(400, f"a text content part needs a string 'text', got {json.dumps(t)[:40]}",
+                            "invalid_messages")  # fmt: skip
+    return " ".join(t.strip() for t in texts)
 
 
 def _clip_part(content: Any) -> dict | None:
@@ -277,6 +386,8 @@ class Service:
         """A path or file:// URL, allowed only when it resolves (symlinks and '..' followed) inside the media root."""
         root = self.root()
         raw = unquote(urlparse(ref).path) if ref.startswith("file://") else ref
+        if "\x00" in raw:
+            raise HTTPError(400, f"{raw!r}: a path cannot hold a NUL byte", "invalid_path")
         p = Path(raw).expanduser()
         resolved = (p if p.is_absolute() else root / p).resolve()
         if not resolved.is_relative_to(root):
@@ -286,24 +397,46 @@ class Service:
             raise HTTPError(422, f"{raw}: file not found under the media root", "invalid_media")
         return resolved
 
-    def clip_from_path(self, ref: str) -> Clip:
+    # the clip_from_* methods read, decode, hash and write: call them in a worker thread, never on the event loop
+
+    def _too_large(self, name: str, size: int) -> HTTPError:
+        return HTTPError(413, f"{name}: clip is {_mb(size)}, over the {_mb(self.settings.max_upload_bytes)} limit",
+                         "too_large")  # fmt: skip
+
+    def clip_from_path(self, ref: str, folder: Path) -> Clip:
         p = self.local_path(ref)
         size = p.stat().st_size
         if size > self.settings.max_upload_bytes:
-            raise HTTPError(413, f"{p.name}: clip is {_mb(size)}, over the {_mb(self.settings.max_upload_bytes)} "
-                            "limit", "too_large")  # fmt: skip
-        return Clip(path=p, name=str(p.relative_to(self.root())), digest=sha256_file(p))
+            raise self._too_large(p.name, size)
+        return Clip(path=p, name=str(p.relative_to(self.root())), digest=sha256_file(p), temp_dir=folder)
 
-    def clip_from_bytes(self, data: bytes, name: str, suffix: str) -> Clip:
+    @staticmethod
+    def _clip_path(folder: Path, suffix: str) -> Path:
+        return folder / f"clip{suffix if suffix.lower() in MEDIA_SUFFIXES else '.mp4'}"
+
+    def clip_from_bytes(self, data: bytes, name: str, suffix: str, folder: Path) -> Clip:
         if len(data) > self.settings.max_upload_bytes:
-            raise HTTPError(413, f"{name}: clip is {_mb(len(data))}, over the {_mb(self.settings.max_upload_bytes)} "
-                            "limit", "too_large")  # fmt: skip
+            raise self._too_large(name, len(data))
         if not data:
             raise HTTPError(422, f"{name}: file is empty (0 bytes)", "invalid_media")
-        tmp = Path(tempfile.mkdtemp(prefix="emoreason-upload-"))
-        path = tmp / f"clip{suffix if suffix.lower() in MEDIA_SUFFIXES else '.mp4'}"
+        path = self._clip_path(folder, suffix)
         path.write_bytes(data)
-        return Clip(path=path, name=name, digest=hashlib.sha256(data).hexdigest(), temp_dir=tmp)
+        return Clip(path=path, name=name, digest=hashlib.sha256(data).hexdigest(), temp_dir=folder)
+
+    def clip_from_file(self, f: IO[bytes], name: str, suffix: str, folder: Path) -> Clip:
+        """The clip copied from an open (spooled) upload, hashed on the way, ``COPY_CHUNK`` at a time."""
+        path, digest, size = self._clip_path(folder, suffix), hashlib.sha256(), 0
+        f.seek(0)
+        with path.open("wb") as out:
+            while chunk := f.read(COPY_CHUNK):
+                size += len(chunk)
+                if size > self.settings.max_upload_bytes:
+                    raise self._too_large(name, size)
+                digest.update(chunk)
+                out.write(chunk)
+        if not size:
+            raise HTTPError(422, f"{name}: file is empty (0 bytes)", "invalid_media")
+        return Clip(path=path, name=name, digest=digest.hexdigest(), temp_dir=folder)
 
     def decode_b64(self, data: str, what: str) -> bytes:
         if len(data) * 3 // 4 > self.settings.max_upload_bytes + 3:
@@ -314,36 +447,52 @@ class Service:
         except (binascii.Error, ValueError):
             raise HTTPError(400, f"{what}: not valid base64", "invalid_base64") from None
 
-    def clip_from_part(self, part: dict) -> Clip:
+    def _base64_clip(self, value: str, reader: SpillingJSONReader | None, folder: Path, what: str,
+                     name: str | None, suffix: str | None) -> Clip:  # fmt: skip
+        """A clip from base64 (a data URL or bare): decoded from disk when the reader spilled it, else in memory.
+        ``name``/``suffix`` None: taken from the data URL's media type."""
+        spill = reader.spill_of(value) if reader is not None else None
+        if spill is None:
+            m = _DATA_URL.match(value)
+            sfx = suffix or _suffix(m and m.group("mime"), ".mp4")
+            raw = self.decode_b64(m.group("data") if m else value, what)
+            return self.clip_from_bytes(raw, name or f"upload{sfx}", sfx, folder)
+        tmp = folder / "decoded.bin"
+        try:
+            dec = decode_base64_file(spill, tmp, self.settings.max_upload_bytes, what)
+        except BodyError as e:
+            raise HTTPError(e.status, e.message, "invalid_base64" if e.status == 400 else "too_large") from None
+        finally:
+            spill.unlink(missing_ok=True)
+        sfx = suffix or _suffix(dec.mime, ".mp4")
+        name = name or f"upload{sfx}"
+        if not dec.size:
+            raise HTTPError(422, f"{name}: file is empty (0 bytes)", "invalid_media")
+        path = tmp.rename(self._clip_path(folder, sfx))
+        return Clip(path=path, name=name, digest=dec.sha256, temp_dir=folder)
+
+    def clip_from_part(self, part: dict, folder: Path, reader: SpillingJSONReader | None = None) -> Clip:
         kind = part["type"]
         body = part.get(kind)
         if kind == "input_audio":
             if not isinstance(body, dict) or not isinstance(body.get("data"), str):
                 raise HTTPError(400, "input_audio needs {data: base64, format}", "invalid_clip")
             fmt = str(body.get("format") or "wav").lower()
-            data = body["data"]
-            m = _DATA_URL.match(data)
-            raw = self.decode_b64(m.group("data") if m else data, "input_audio")
-            return self.clip_from_bytes(raw, f"upload.{fmt}", f".{fmt}")
+            return self._base64_clip(body["data"], reader, folder, "input_audio", f"upload.{fmt}", f".{fmt}")
         if kind == "file":
             if not isinstance(body, dict) or not isinstance(body.get("file_data"), str):
                 raise HTTPError(400, "file needs {file_data: base64 data URL, filename}", "invalid_clip")
             name = Path(str(body.get("filename") or "upload.mp4")).name
-            m = _DATA_URL.match(body["file_data"])
-            raw = self.decode_b64(m.group("data") if m else body["file_data"], name)
-            return self.clip_from_bytes(raw, name, Path(name).suffix or _suffix(m and m.group("mime"), ".mp4"))
+            return self._base64_clip(body["file_data"], reader, folder, name, name, Path(name).suffix or None)
         url = body.get("url") if isinstance(body, dict) else body
         if not isinstance(url, str) or not url:
             raise HTTPError(400, "video_url needs {url: data URL, path or file:// URL}", "invalid_clip")
-        m = _DATA_URL.match(url)
-        if m:
-            mime = m.group("mime")
-            suffix = _suffix(mime, ".mp4")
-            return self.clip_from_bytes(self.decode_b64(m.group("data"), "video_url"), f"upload{suffix}", suffix)
+        if _DATA_URL.match(url) or (reader is not None and reader.spill_of(url) is not None):
+            return self._base64_clip(url, reader, folder, "video_url", None, None)
         if urlparse(url).scheme in ("http", "https", "ftp"):
             raise HTTPError(422, "remote URLs are not fetched; send the clip as a base64 data URL or a path under "
                             "the media root", "remote_url")  # fmt: skip
-        return self.clip_from_path(url)
+        return self.clip_from_path(url, folder)
 
 
 def _http_error(e: EmoReasonError, name: str) -> HTTPError:
@@ -411,6 +560,143 @@ def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj)}\n\n"
 
 
+def usage_of(question: str, history: list[dict[str, str]], content: str) -> dict[str, Any]:
+    """OpenAI's ``usage``, counted in words (see the module docstring): the text turns sent, and the reply."""
+    prompt = sum(len(t.split()) for t in [*(h["content"] for h in history), question])
+    completion = len(content.split())
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "counted": "words"}  # fmt: skip
+
+
+# --- connections: the ASGI guard and the uvicorn protocol ------------------------------------------------------------
+
+
+class Guard:
+    """ASGI middleware around the app: the bearer key, the request id, the body deadline, unhandled errors as 500
+    JSON, client disconnects logged as such, the metrics and one JSON log line per request."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics, limiter: Limiter) -> None:
+        self.app, self.settings, self.metrics, self.limiter = app, settings, metrics, limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        s = self.settings
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        t0 = time.perf_counter()
+        path, status, body_done = scope["path"], 0, False
+        deadline = time.monotonic() + s.body_timeout_s
+
+        async def receive_by_deadline() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise HTTPError(408, f"the request body did not arrive within {s.body_timeout_s:g} s",
+                                "body_timeout") from None  # fmt: skip
+            body_done = msg["type"] != "http.request" or not msg.get("more_body", False)
+            return msg
+
+        async def send_with_id(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+                msg = {**msg, "headers": [*msg.get("headers", []), (b"x-request-id", rid.encode("latin-1"))]}
+            await send(msg)
+
+        event = "request"
+        try:
+            guarded = path.startswith(("/v1/", "/media/")) or path == "/metrics"
+            sent = headers.get("authorization", "").encode("latin-1")
+            if guarded and s.api_key and not hmac.compare_digest(sent, f"Bearer {s.api_key}".encode()):
+                raise HTTPError(401, "missing or wrong API key (send Authorization: Bearer KEY)", "invalid_api_key")
+            await self.app(scope, receive_by_deadline, send_with_id)
+        except HTTPError as e:
+            if not status:
+                await e.response()(scope, receive, send_with_id)
+        except ClientDisconnect:
+            event = "client_disconnect"
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], path)
+            if not status:
+                await HTTPError(500, "internal server error (see the server log)", "internal").response()(
+                    scope, receive, send_with_id
+                )
+        dt = time.perf_counter() - t0
+        if event == "client_disconnect":
+            self.metrics.disconnects += 1
+        elif path.startswith("/v1/"):
+            self.metrics.record(status, dt)
+        client = scope.get("client")
+        access_log.info(json.dumps({"event": event, "id": rid, "method": scope["method"], "path": path,
+                                    "status": status or None, "latency_ms": round(dt * 1000, 1),
+                                    "queue_depth": self.limiter.queue_depth, "client": client[0] if client else None}))  # fmt: skip
+
+
+def _raw_response(status: int, reason: str, retry_after: bool = False) -> bytes:
+    extra = b"Retry-After: 1\r\n" if retry_after else b""
+    return f"HTTP/1.1 {status} {reason}\r\n".encode() + extra + b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+def protocol_class(settings: Settings) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a header deadline, a connection limit, and a close after any answer sent before
+    the request body was read (so a client cannot go on trickling a body nobody reads)."""
+    header_timeout_s, max_connections = settings.header_timeout_s, settings.max_connections
+
+    class GuardedH11Protocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                log.warning("refused a connection: %d open, the limit is %d", len(self.connections) - 1,
+                            max_connections)  # fmt: skip
+                transport.write(_raw_response(503, "Service Unavailable", retry_after=True))
+                transport.close()
+                return
+            self._arm_header_timer()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:  # a request has begun or is awaited: its headers are not complete
+                if self._header_timer is None and not self.transport.is_closing():
+                    self._arm_header_timer()
+            else:
+                self._cancel_header_timer()
+
+        def on_response_complete(self) -> None:
+            body_unread = self.conn.their_state is h11.SEND_BODY
+            super().on_response_complete()
+            if body_unread and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+        def _arm_header_timer(self) -> None:
+            self._header_timer = self.loop.call_later(header_timeout_s, self._header_timeout)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timeout(self) -> None:
+            self._header_timer = None
+            idle = self.cycle is None or self.cycle.response_complete
+            if self.conn.their_state is h11.IDLE and idle and not self.transport.is_closing():
+                log.info("closed a connection whose request headers did not arrive within %g s", header_timeout_s)
+                self.transport.write(_raw_response(408, "Request Timeout"))
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
 # --- the app ------------------------------------------------------------------------------------------------------------
 
 
@@ -423,51 +709,36 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     metrics = Metrics()
     app = FastAPI(title="EmoReason", version=__version__, docs_url=None, redoc_url=None)
     app.state.settings, app.state.service, app.state.limiter, app.state.metrics = settings, service, limiter, metrics
-    chat_limit = settings.max_upload_bytes * 4 // 3 + BODY_SLACK
-    upload_limit = settings.max_upload_bytes + BODY_SLACK
+    app.add_middleware(Guard, settings=settings, metrics=metrics, limiter=limiter)
+    text_limit = settings.max_text_bytes
+    chat_limit = math.ceil(settings.max_upload_bytes / 3) * 4 + text_limit
+    upload_limit = settings.max_upload_bytes + text_limit
 
-    async def run_clip(clip: Clip, question: str, history: list[dict[str, str]]) -> Result:
+    def slot() -> Slot:
+        p50 = metrics.percentile(0.5)
+        return limiter.slot(retry_after_s=max(1, math.ceil(p50 or 1)))
+
+    async def run_clip(s: Slot, clip: Clip, question: str, history: list[dict[str, str]]) -> Result:
         started = False
 
         def job() -> Result:
             nonlocal started
             started = True
-            return service.run(clip, question, history)  # removes the upload's temp folder when done
+            return service.run(clip, question, history)  # removes the request's temp folder when done
 
         try:
-            return await limiter.run(job, settings.timeout_s)
+            return await s.run(job, settings.timeout_s)
         finally:
             if not started and clip.temp_dir is not None:
                 shutil.rmtree(clip.temp_dir, ignore_errors=True)
 
-    @app.middleware("http")
-    async def access(request: Request, call_next: Callable) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        t0 = time.perf_counter()
-        path = request.url.path
-        try:
-            guarded = path.startswith(("/v1/", "/media/")) or path == "/metrics"
-            sent = request.headers.get("authorization", "").encode()
-            if guarded and settings.api_key and not hmac.compare_digest(sent, f"Bearer {settings.api_key}".encode()):
-                raise HTTPError(401, "missing or wrong API key (send Authorization: Bearer KEY)", "invalid_api_key")
-            response = await call_next(request)
-        except HTTPError as e:
-            response = e.response()
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, path)
-            response = HTTPError(500, "internal server error (see the server log)", "internal").response()
-        dt = time.perf_counter() - t0
-        if path.startswith("/v1/"):
-            metrics.record(response.status_code, dt)
-        response.headers["x-request-id"] = rid
-        access_log.info(json.dumps({"event": "request", "id": rid, "method": request.method, "path": path,
-                                    "status": response.status_code, "latency_ms": round(dt * 1000, 1),
-                                    "queue_depth": limiter.queue_depth, "client": request.client.host if request.client else None}))  # fmt: skip
-        return response
-
     @app.exception_handler(HTTPError)
     async def on_http_error(request: Request, e: HTTPError) -> JSONResponse:
         return e.response()
+
+    @app.exception_handler(BodyError)
+    async def on_body_error(request: Request, e: BodyError) -> JSONResponse:
+        return HTTPError.of(e).response()
 
     @app.get("/health")
     async def health() -> dict:
@@ -481,6 +752,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             "requests": metrics.requests,
             "errors": metrics.errors,
             "by_status": metrics.by_status,
+            "client_disconnects": metrics.disconnects,
             "latency_ms": {
                 "p50": None if p50 is None else round(p50 * 1000, 1),
                 "p95": None if p95 is None else round(p95 * 1000, 1),
@@ -503,34 +775,42 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        raw = b"".join([c async for c in _limited(request, chat_limit)])
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise HTTPError(400, "the request body is not JSON", "invalid_json") from None
-        if not isinstance(body, dict):
-            raise HTTPError(400, "the request body must be a JSON object", "invalid_json")
-        name = body.get("model")
-        if name != settings.model_name:
-            raise HTTPError(404, f"model {name!r} not found; this server serves {settings.model_name!r}",
-                            "model_not_found")  # fmt: skip
-        part, question, history = parse_messages(body.get("messages"))
-        if part is None:
-            raise HTTPError(400, "no clip in the messages: add a video_url, input_audio or file content part",
-                            "missing_clip")  # fmt: skip
-        rf = body.get("response_format") or {"type": "text"}
-        fmt = rf.get("type") if isinstance(rf, dict) else None
-        if fmt not in ("text", "json_object", "json_schema"):
-            raise HTTPError(400, "response_format.type must be text, json_object or json_schema", "invalid_format")
-        result = await run_clip(service.clip_from_part(part), question, history)
+        _limited_by_header(request, chat_limit)
+        async with slot() as s:  # 503 here, before a byte of the body is read, when the server is full
+            folder = Path(tempfile.mkdtemp(prefix="emoreason-upload-"))
+            try:
+                reader = SpillingJSONReader(folder, max_kept=text_limit)
+                body = await read_json(request, chat_limit, reader)
+                if not isinstance(body, dict):
+                    raise HTTPError(400, "the request body must be a JSON object", "invalid_json")
+                restore_strings(body, reader, text_limit)
+                name = body.get("model")
+                if name != settings.model_name:
+                    raise HTTPError(404, f"model {name!r} not found; this server serves {settings.model_name!r}",
+                                    "model_not_found")  # fmt: skip
+                part, question, history = parse_messages(body.get("messages"))
+                if part is None:
+                    raise HTTPError(400, "no clip in the messages: add a video_url, input_audio or file content part",
+                                    "missing_clip")  # fmt: skip
+                rf = body.get("response_format") or {"type": "text"}
+                fmt = rf.get("type") if isinstance(rf, dict) else None
+                if fmt not in ("text", "json_object", "json_schema"):
+                    raise HTTPError(400, "response_format.type must be text, json_object or json_schema",
+                                    "invalid_format")  # fmt: skip
+                clip = await to_thread.run_sync(service.clip_from_part, part, folder, reader)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            result = await run_clip(s, clip, question, history)
         content = message_content(result, fmt)
         ext = evidence_field(result, engine.name)
+        usage = usage_of(question, history, content)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not body.get("stream"):
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": created, "model": settings.model_name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "emoreason": ext,
+                "usage": usage, "emoreason": ext,
             })  # fmt: skip
         head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": settings.model_name}
 
@@ -539,7 +819,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                                              "finish_reason": None}]})  # fmt: skip
             for piece in _pieces(content):
                 yield _sse({**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-            yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "emoreason": ext})
+            yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage,
+                        "emoreason": ext})  # fmt: skip
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -550,26 +831,42 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
-            parser: Any = MultiPartParser(request.headers, _limited(request, upload_limit))
+            limit = upload_limit
         elif ctype.startswith("application/x-www-form-urlencoded"):
-            parser = FormParser(request.headers, _limited(request, BODY_SLACK))
+            limit = text_limit
         else:
             raise HTTPError(400, "send the clip as multipart/form-data: a 'file' field or a 'path' field",
                             "invalid_form")  # fmt: skip
-        try:
-            form = await parser.parse()
-        except MultiPartException as e:
-            raise HTTPError(400, f"bad multipart body: {e.message}", "invalid_form") from None
-        upload, path = form.get("file"), form.get("path")
-        if upload is not None and not isinstance(upload, str):
-            name = Path(upload.filename or "upload.mp4").name
-            clip = service.clip_from_bytes(await upload.read(), name, Path(name).suffix)
-        elif isinstance(path, str) and path:
-            clip = service.clip_from_path(path)
-        else:
-            raise HTTPError(400, "no clip: send a 'file' field (upload) or a 'path' field under the media root",
-                            "missing_clip")  # fmt: skip
-        result = await run_clip(clip, "", [])
+        _limited_by_header(request, limit)
+        async with slot() as s:
+            folder = Path(tempfile.mkdtemp(prefix="emoreason-upload-"))
+            try:
+                if limit == upload_limit:  # the parser spools file parts to disk past 1 MB
+                    parser: Any = MultiPartParser(request.headers, _limited(request, limit), max_files=1,
+                                                  max_fields=16)  # fmt: skip
+                else:
+                    parser = FormParser(request.headers, _limited(request, limit))
+                try:
+                    form = await parser.parse()
+                except MultiPartException as e:
+                    raise HTTPError(400, f"bad multipart body: {e.message}", "invalid_form") from None
+                try:
+                    upload, path = form.get("file"), form.get("path")
+                    if upload is not None and not isinstance(upload, str):
+                        name = Path(upload.filename or "upload.mp4").name
+                        clip = await to_thread.run_sync(service.clip_from_file, upload.file, name, Path(name).suffix,
+                                                        folder)  # fmt: skip
+                    elif isinstance(path, str) and path:
+                        clip = await to_thread.run_sync(service.clip_from_path, path, folder)
+                    else:
+                        raise HTTPError(400, "no clip: send a 'file' field (upload) or a 'path' field under the "
+                                        "media root", "missing_clip")  # fmt: skip
+                finally:
+                    await form.close()
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            result = await run_clip(s, clip, "", [])
         from emoreason.report import build_report
 
         return JSONResponse(build_report(result.evidence, result.analysis).model_dump(mode="json"))
@@ -615,5 +912,21 @@ def serve(settings: Settings, engine: Engine | None = None) -> None:
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: the server is reachable from other machines%s", settings.host,
                     "" if settings.api_key else " and has no API key")  # fmt: skip
+    uvicorn.Server(uvicorn_config(settings, app)).run()
+
+
+def uvicorn_config(settings: Settings, app: FastAPI) -> Any:
+    """uvicorn's configuration for ``app``: the guarded h11 protocol, the keep-alive and header-size limits."""
+    import uvicorn
+
     level = "info" if logging.getLogger().getEffectiveLevel() <= logging.INFO else "warning"
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, access_log=False)  # one JSON line each
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=level,
+        access_log=False,
+        http=protocol_class(settings),
+        timeout_keep_alive=max(1, math.ceil(settings.keep_alive_s)),
+        h11_max_incomplete_event_size=64 * 1024,
+    )  # fmt: skip; one JSON access line per request

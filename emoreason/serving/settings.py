@@ -39,16 +39,34 @@ class Settings:
     max_side: int = field(default=720, metadata={"help": "Frames are downscaled to this long side."})
     asr: bool = field(default=True, metadata={"help": "Transcribe speech."})
     cache_size: int = field(default=64, metadata={"help": "Clips whose perception is kept in memory."})
+    max_text_kb: int = field(
+        default=1024, metadata={"help": "Largest request body apart from the clip: JSON or form fields (413 above)."}
+    )
+    header_timeout_s: float = field(
+        default=10.0, metadata={"help": "Seconds a connection may take to send a request's headers (then closed)."}
+    )
+    body_timeout_s: float = field(
+        default=120.0, metadata={"help": "Seconds a request's whole body may take to arrive (408 and closed)."}
+    )
+    keep_alive_s: float = field(default=5.0, metadata={"help": "Seconds an idle keep-alive connection is kept."})
+    max_connections: int = field(
+        default=64, metadata={"help": "Open connections at once; more are answered 503 and closed."}
+    )
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def max_text_bytes(self) -> int:
+        return self.max_text_kb * 1024
+
     def validate(self) -> Settings:
         """Raise :class:`ConfigError` for values the server cannot run with; returns self."""
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINES)}")
-        for name in ("max_upload_mb", "max_duration_s", "timeout_s"):
+        for name in ("max_upload_mb", "max_duration_s", "timeout_s", "max_text_kb", "header_timeout_s",
+                     "body_timeout_s", "keep_alive_s", "max_connections"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.fps < 0:
