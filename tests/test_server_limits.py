@@ -181,6 +181,7 @@ def test_memory_per_upload_is_bounded_not_the_body_size(tmp_path):
     finally:
         tracemalloc.stop()
     assert status == 422, out  # random bytes are not a video; the upload path ran to the end
+    print(f"traced peak {peak / 1e6:.1f} MB for a {len(body) / 1e6:.0f} MB body")
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB for a {len(body) / 1e6:.0f} MB body"
 
 
@@ -226,6 +227,7 @@ def test_health_answers_promptly_during_a_large_upload(tmp_path):
                 time.sleep(0.01)
         t.join(60)
     assert b" 422 " in out["reply"].split(b"\r\n", 1)[0]
+    print(f"slowest /health during the upload: {worst:.3f} s")
     assert worst < 0.5, f"/health took {worst:.2f} s while the upload was processed"
 
 
@@ -356,6 +358,15 @@ def test_completions_report_usage_in_words(astronaut_clip):
         s = c.post("/v1/chat/completions", json=chat(data_url(astronaut_clip), "Is the smile genuine?", stream=True))
         last = json.loads(s.text.strip().split("\n\n")[-2].removeprefix("data: "))
         assert last["usage"] == usage
+
+
+def test_long_text_is_read_back_and_text_over_the_limit_is_413(astronaut_clip):
+    question = "Is the smile genuine? " + "very " * 30_000  # 150 KB: spilled to disk, then read back
+    with TestClient(create_app(Settings(**FAST, max_text_kb=256))) as c:
+        r = c.post("/v1/chat/completions", json=chat(data_url(astronaut_clip), question))
+        assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 30_004
+        r = c.post("/v1/chat/completions", json=chat(data_url(astronaut_clip), question * 2))
+        assert r.status_code == 413 and error_of(r)["code"] == "too_large"
 
 
 def test_new_settings_are_validated():
