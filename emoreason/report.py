@@ -195,8 +195,12 @@ def build_report(evidence: Evidence, analysis: Analysis | None = None, *, reason
                 still_image=evidence.media.still_image,
                 au_timeline=_timeline(evidence),
             ),
-            faithfulness=Faithfulness(score=f.score, unsupported_aus=f.unsupported_aus,
-                                      unsupported_times=f.unsupported_times, contradictions=f.contradictions),  # fmt: skip
+            faithfulness=Faithfulness(
+                score=f.score,
+                unsupported_aus=f.unsupported_aus,
+                unsupported_times=f.unsupported_times,
+                contradictions=f.contradictions,
+            ),
             flags=evidence.flags,
             versions=[ModelVersion(name="emoreason", version=__version__), *evidence.models],
             key_frames=_report_frames(evidence),
