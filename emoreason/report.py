@@ -33,7 +33,7 @@ from emoreason.evidence import AUEvent, Evidence, KeyFrame, ModelVersion, Qualit
 from emoreason.io import atomic_write_text, read_json
 from emoreason.knowledge.facs import AUS, INTENSITY_MAX
 from emoreason.knowledge.taxonomy import ALL_EMOTIONS
-from emoreason.reasoning.engine import Analysis, analyze
+from emoreason.reasoning.engine import KNOWLEDGE_ENGINE, Analysis, analyze
 from emoreason.reasoning.faithfulness import check_analysis
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ REPORT_SCHEMA_VERSION = "1.1"  # 1.1: key_frames, evidence.still_image / transcr
 REPORT_FORMATS = (".json", ".md", ".html")
 HTML_MARKER = "<!-- emoreason-report -->"  # lets a batch run recognise a finished HTML report
 MAX_TIMELINE_POINTS = 400  # the AU series is max-pooled to this many instants for the heatmap
-DEFAULT_REASONER = "knowledge-engine"
+DEFAULT_REASONER = KNOWLEDGE_ENGINE
 
 
 def non_finite(obj: Any, where: str = "") -> str | None:
@@ -170,7 +170,7 @@ def _report_frames(evidence: Evidence) -> list[ReportFrame]:
 
 def build_report(evidence: Evidence, analysis: Analysis | None = None, *, reasoner: str | None = None) -> Report:
     """Analyse (unless ``analysis`` is given) and assemble the report. ``reasoner`` names the engine or model that wrote
-    ``analysis`` (default: the knowledge engine, which is what runs when no analysis is given).
+    ``analysis`` (default: the one the analysis names, ``Analysis.reasoner``).
 
     Raises :class:`DataError` naming the clip when a number in the analysis or the evidence is NaN or Infinity."""
     a = analysis if analysis is not None else analyze(evidence)
@@ -180,7 +180,7 @@ def build_report(evidence: Evidence, analysis: Analysis | None = None, *, reason
         return Report(
             clip=evidence.media.path,
             duration_s=evidence.media.duration_s,
-            reasoner=reasoner or DEFAULT_REASONER,
+            reasoner=reasoner or a.reasoner,
             analysis=a,
             answer=a.answer_text(),
             evidence=EvidenceSummary(
@@ -237,6 +237,17 @@ def _prob_table(p: dict[str, float]) -> list[str]:
     return rows
 
 
+def engine_fields_note(a: Analysis) -> str:
+    """What of a model's analysis is the knowledge engine's (``Analysis.engine_fields``), in words."""
+    names = {"smile": "the smile cue", "micro_expressions": "micro-expressions", "voice_arousal": "voice arousal",
+             "agreement": "modality agreement", "caption": "the caption"}  # fmt: skip
+    return (
+        "the emotion, compound, AUs, chain of thought and probabilities are the model's; "
+        + ", ".join(names.get(f, f) for f in a.engine_fields)
+        + " are the knowledge engine's reading of the evidence."
+    )
+
+
 def headline_md(a: Analysis) -> str:
     return md(headline(a)) + (f" · compound: {md(a.compound)} ({a.compound_score or 0:.2f})" if a.compound else "")
 
@@ -256,6 +267,8 @@ def render_markdown(report: Report) -> str:
     what = "Photo" if photo else f"Clip {report.duration_s:.2f} s"
     md_ = [f"# Emotion report: {md(Path(report.clip).name)}", "", f"**Emotion: {headline_md(a)}**", "",
            f"{what} · {md(report.created_at)} · reasoner {md(report.reasoner)}", ""]  # fmt: skip
+    if a.engine_fields:
+        md_ += [f"> Written by {md(report.reasoner)}; {md(engine_fields_note(a))}", ""]
     if not report.evidence.face_found:
         where = "photo" if photo else "clip"
         md_ += [f"> No face was found in the {where}: the report rests on the voice and the words.", ""]
@@ -404,6 +417,8 @@ def render_html(report: Report) -> str:
          f"<style>{_CSS}</style></head><body>{HTML_MARKER}", f"<h1>Emotion report: {name}</h1>",
          f"<p class='big'>{esc(headline(a))}" + (f" · {esc(a.compound)}" if a.compound else "") + "</p>",
          f"<p>{what} · {esc(report.created_at)} · reasoner {esc(report.reasoner)}</p>"]  # fmt: skip
+    if a.engine_fields:
+        h.append(f"<p class='note'>Written by {esc(report.reasoner)}; {esc(engine_fields_note(a))}</p>")
     if not report.evidence.face_found:
         where = "photo" if photo else "clip"
         h.append(

@@ -128,7 +128,9 @@ def test_chat_streaming_matches_non_streaming(clip):
         chunks = [json.loads(e) for e in events[:-1]]
         assert all(ch["object"] == "chat.completion.chunk" for ch in chunks)
         text = "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks)
-        assert text == plain["choices"][0]["message"]["content"] and len(chunks) > 3
+        assert text == plain["choices"][0]["message"]["content"]
+        # the knowledge engine writes its answer at once: one content piece, not a finished answer cut into pieces
+        assert [bool(ch["choices"][0]["delta"].get("content")) for ch in chunks] == [False, True, False]
         assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
         assert chunks[-1]["emoreason"]["emotion"] == plain["emoreason"]["emotion"]
 

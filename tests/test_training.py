@@ -347,13 +347,14 @@ def test_train_command_is_registered(capsys):
 
 @pytest.mark.parametrize("ablation", [[], ["--use_compressor", "false"], ["--num_experts", "1"]])
 def test_multimodal_sft_with_ablation_switches(smoke, tmp_path, ablation):
-    """SFT of the tiny random EmoReason model through its processor: LoRA on the LLM, the face/audio encoders and
-    compressors trained in full, the recipe's ablation switches applied; the merged model reloads."""
+    """SFT of the tiny random EmoReason model through its processor: LoRA on the LLM, the face encoder and compressor
+    trained in full (the audio ones too are trainable, but the rows carry no audio), the recipe's ablation switches
+    applied; the merged model reloads and records which modalities were trained."""
     testing = importlib.import_module("emoreason.models.emoreason.testing")
     from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
     from emoreason.training.sft import EvidenceCollator, run_sft
 
-    base = testing.tiny_model_dir(tmp_path)
+    base = testing.tiny_model_dir(tmp_path, trained_modalities=[])  # fresh, as `emoreason model build` writes it
     cfg = parse_recipe(
         EmoSFTConfig,
         RECIPES / "sft_smoke.yaml",
@@ -379,6 +380,8 @@ def test_multimodal_sft_with_ablation_switches(smoke, tmp_path, ablation):
         if k.startswith("face.") and k in before.state_dict() and before.state_dict()[k].shape == p.shape
     )
     assert face_changed  # the face encoder/compressor were trained, not frozen
+    # the rows carry no audio: the audio encoder got no gradient, and the config says face only
+    assert summary["trained_modalities"] == ["face"] and merged.config.trained_modalities == ["face"]
 
     # The collator masks the prompt (system, face placeholder, question) and trains on the answer only.
     processor = EmoReasonProcessor.from_pretrained(summary["merged"])
@@ -539,7 +542,7 @@ def test_multimodal_evaluation_and_synthesis_read_the_clip(smoke, tmp_path, monk
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(EmoReasonForConditionalGeneration, "generate", spy)
-    base = testing.tiny_model_dir(tmp_path)
+    base = testing.tiny_model_dir(tmp_path, trained_modalities=[])  # fresh, as `emoreason model build` writes it
     cfg = parse_recipe(
         EmoSFTConfig,
         RECIPES / "sft_smoke.yaml",

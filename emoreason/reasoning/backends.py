@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,64 @@ log = logging.getLogger(__name__)
 Message = dict[str, str]
 
 
-def greedy_reply(model: Any, tokenizer: Any, inputs: Any, max_new_tokens: int, device: str = "cpu") -> str:
-    """Greedy ``generate`` from tokenised ``inputs`` (one prompt; encoder inputs ride along for multimodal models) and
-    the decoded new text, special tokens dropped."""
+class StrippedStream:
+    """Hands text pieces on as they come, as ``"".join(pieces).strip()`` would end: leading whitespace is dropped and
+    trailing whitespace is held back until more text follows it, so the pieces a client receives add up to exactly the
+    stripped reply."""
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.started = False
+        self.held = ""
+
+    def __call__(self, piece: str) -> None:
+        if not self.started:
+            piece = piece.lstrip()
+            if not piece:
+                return
+            self.started = True
+        text = self.held + piece
+        body = text.rstrip()
+        self.held = text[len(body) :]
+        if body:
+            self.on_text(body)
+
+
+def _streamer(tokenizer: Any, on_text: Callable[[str], None]) -> Any:
+    """A transformers ``TextStreamer`` that hands each finished piece of new text to ``on_text`` (in the generating
+    thread, while ``generate`` runs) instead of printing it."""
+    from transformers import TextStreamer
+
+    class CallbackStreamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                on_text(text)
+
+    return CallbackStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def greedy_ids(model: Any, tokenizer: Any, inputs: Any, max_new_tokens: int, device: str = "cpu",
+               on_text: Callable[[str], None] | None = None) -> Any:  # fmt: skip
+    """The new token ids of a greedy ``generate`` from tokenised ``inputs`` (one prompt; encoder inputs ride along for
+    multimodal models). ``on_text``: called with each piece of decoded text as it is generated."""
     import torch
 
     x = {k: v.to(device) for k, v in inputs.items()}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    streamer = _streamer(tokenizer, on_text) if on_text is not None else None
     with torch.inference_mode():
-        out = model.generate(**x, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
-    return tokenizer.decode(out[0, x["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        out = model.generate(**x, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                             streamer=streamer)  # fmt: skip
+    return out[0, x["input_ids"].shape[1] :]
+
+
+def greedy_reply(model: Any, tokenizer: Any, inputs: Any, max_new_tokens: int, device: str = "cpu",
+                 on_text: Callable[[str], None] | None = None) -> str:  # fmt: skip
+    """Greedy ``generate`` from tokenised ``inputs`` and the decoded new text, special tokens dropped, stripped.
+    ``on_text`` receives the reply as it is generated, in pieces that add up to exactly the returned text."""
+    stream = StrippedStream(on_text) if on_text is not None else None
+    ids = greedy_ids(model, tokenizer, inputs, max_new_tokens, device, stream)
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 class ChatBackend(ABC):
@@ -36,8 +85,9 @@ class ChatBackend(ABC):
     name: str = "backend"
 
     @abstractmethod
-    def chat(self, messages: list[Message]) -> str:
-        """The assistant's reply to ``messages``; raises :class:`BackendError` when it cannot answer."""
+    def chat(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> str:
+        """The assistant's reply to ``messages``; raises :class:`BackendError` when it cannot answer. ``on_text``
+        receives the reply in pieces as it is generated (or whole, by a backend that gets it whole)."""
 
 
 class TransformersBackend(ChatBackend):
@@ -61,10 +111,14 @@ class TransformersBackend(ChatBackend):
         self.max_new_tokens = max_new_tokens
         self.device = device
 
-    def chat(self, messages: list[Message]) -> str:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)  # fmt: skip
-        return greedy_reply(self.model, self.tokenizer, ids, self.max_new_tokens, self.device)
+    def encode(self, messages: list[Message]) -> Any:
+        """The tokenised prompt of ``messages`` (chat template, generation prompt added)."""
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                  return_dict=True)  # fmt: skip
+
+    def chat(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> str:
+        ids = self.encode(messages)
+        return greedy_reply(self.model, self.tokenizer, ids, self.max_new_tokens, self.device, on_text)
 
 
 class OpenAIBackend(ChatBackend):
@@ -87,7 +141,7 @@ class OpenAIBackend(ChatBackend):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
 
-    def chat(self, messages: list[Message]) -> str:
+    def chat(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> str:
         import httpx
 
         url = f"{self.base_url}/chat/completions"
@@ -104,6 +158,8 @@ class OpenAIBackend(ChatBackend):
             raise BackendError(f"the endpoint's reply is not a chat completion: {r.text[:200]}", url) from e
         if not isinstance(content, str):
             raise BackendError("the endpoint's reply has no text content", url)
+        if on_text is not None:
+            on_text(content.strip())  # asked without stream: the reply comes whole
         return content.strip()
 
 

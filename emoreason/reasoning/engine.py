@@ -54,6 +54,11 @@ VALENCE_CONFLICT = 0.3  # modality valences of opposite sign, each at least this
 AROUSAL_CONFLICT = 0.8  # face and voice arousal this far apart are said to disagree
 MAX_WORD_HITS = 6  # emotion words cited in the observations
 VAD_FLOOR_STD = 0.1  # spread added to every VAD distribution (the prototypes' own imprecision)
+KNOWLEDGE_ENGINE = "knowledge-engine"  # the reasoner name of analyses this module writes
+# What a model's analysis keeps from the knowledge engine (model_analysis): readings of the evidence the model's reply
+# does not give. Everything else (emotion, compound, AUs, chain of thought, probabilities and the VAD and ambivalence
+# computed from them) is the model's.
+ENGINE_FIELDS = ("smile", "micro_expressions", "voice_arousal", "agreement", "caption")
 
 
 class Distribution(BaseModel):
@@ -109,8 +114,18 @@ class Analysis(BaseModel):
     caption: str
     think: str
     aus: list[str] = Field(default_factory=list)
+    reasoner: str = Field(KNOWLEDGE_ENGINE, description="the engine or model that wrote this analysis")
+    engine_fields: list[str] = Field(
+        default_factory=list,
+        description="when a model wrote the analysis: the fields that are the knowledge engine's reading of the "
+        "evidence, not the model's (empty when the knowledge engine wrote all of it)",
+    )
+    text: str | None = Field(None, description="the model's own reply, verbatim (None for the knowledge engine)")
 
     def answer_text(self) -> str:
+        """The analysis in the shared ``<think>/<answer>`` format: a model's reply verbatim, else the engine's."""
+        if self.text is not None:
+            return self.text
         return format_answer(self.think, self.emotion, self.compound, self.aus)
 
 
@@ -692,4 +707,34 @@ def analyze(evidence: Evidence) -> Analysis:
         ambivalence=amb, modality_weights=weights, modality_emotions={m: _top(dd) for m, dd in dists.items()},
         voice_arousal=None if arousal is None else round(arousal, 3), agreement=agreement,
         caption=_caption(ev, emotion), think=think, aus=aus,
+    )  # fmt: skip
+
+
+def model_analysis(
+    evidence: Evidence,
+    *,
+    reasoner: str,
+    text: str,
+    think: str,
+    emotion: str,
+    compound: str | None,
+    aus: list[str],
+    probabilities: dict[str, float],
+) -> Analysis:
+    """The analysis a model wrote: its reply (``text``, verbatim), parsed parts and label probabilities (its own
+    scores), with valence/arousal/dominance and ambivalence computed from those probabilities alone. No segments or
+    modality weights: the model reads the clip whole. The evidence cues in :data:`ENGINE_FIELDS` are the knowledge
+    engine's and are named as such in ``engine_fields``."""
+    base = analyze(evidence)
+    p = {e: float(probabilities.get(e, 0.0)) for e in ALL_EMOTIONS} if probabilities else {}
+    if p:
+        v, a, d = _vad(p, None, 0.0)
+    else:  # no scores (the reply had no answer to score): nothing to place on the VAD axes
+        v = a = d = Distribution(mean=0.0, std=1.0)
+    return Analysis(
+        emotion=emotion, probabilities={e: round(q, 4) for e, q in p.items()}, compound=compound, compound_score=None,
+        valence=v, arousal=a, dominance=d, smile=base.smile, segments=[], micro_expressions=base.micro_expressions,
+        ambivalence=_ambivalence({}, p, []) if p else Ambivalence(flag=False, reasons=[]), modality_weights={},
+        modality_emotions={}, voice_arousal=base.voice_arousal, agreement=base.agreement, caption=_caption(evidence, emotion),
+        think=think, aus=aus, reasoner=reasoner, engine_fields=list(ENGINE_FIELDS), text=text,
     )  # fmt: skip

@@ -361,10 +361,12 @@ def ask(
     backend: ChatBackend | None = None,
     history: list[Message] | None = None,
     analysis: Analysis | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> QAAnswer:
     """Answer ``question`` about the clip. ``backend=None``: the grounded engine; else the LLM with the evidence.
 
     ``history`` (earlier user/assistant turns) is given to LLM backends; the engine answers each question on its own.
+    ``on_text``: handed to a backend that streams its reply (``chat(messages, on_text)``).
     """
     if not question.strip():
         return QAAnswer(question=question, answer=f"{CANT_TELL}: the question is empty.", intent="unknown",
@@ -372,7 +374,8 @@ def ask(
     a = analysis if analysis is not None else analyze(evidence)
     if backend is None:
         return answer_from_evidence(evidence, question, a)
-    reply = backend.chat(build_messages(evidence, question, a, history))
+    messages = build_messages(evidence, question, a, history)
+    reply = backend.chat(messages, on_text) if on_text is not None else backend.chat(messages)
     return QAAnswer(question=question, answer=reply, intent="llm", grounded=True, backend=backend.name)
 
 

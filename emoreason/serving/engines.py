@@ -7,13 +7,20 @@ Either takes two kinds of checkpoint:
 
 * an **EmoReason checkpoint** (``model_type: emoreason``): the clip reaches the model as encoder inputs — the face/AU
   series (and landmarks) of the Evidence and the clip's 16 kHz audio, built by the checkpoint's own processor — behind
-  ``<|face|>``/``<|audio|>`` placeholders in the prompt (:func:`emoreason.data.builder.clip_messages`, the training
+  ``<|face|>``/``<|audio|>`` placeholders in the prompt, for the modalities its training trained
+  (``config.trained_modalities``; an untrained encoder's tokens are never shown to the model) (:func:`emoreason.data.builder.clip_messages`, the training
   prompt); on vLLM they travel as ``multi_modal_data`` arrays;
 * a **text chat checkpoint** fine-tuned on the training prompts (``emoreason/prompts/train_*_v1.md``): the evidence is
   written into the prompt as text.
 
-The model writes the analysis in the shared ``<think>/<answer>`` format; probabilities, segments and evidence fields
-come from the knowledge engine, so every response keeps its evidence.
+The model writes the analysis in the shared ``<think>/<answer>`` format. Its emotion, compound, AUs, chain of thought
+and label probabilities (its own label-token scores, :mod:`emoreason.reasoning.label_scores`) make the analysis, which
+names the model as its ``reasoner``; the evidence cues the reply does not give (smile cue, micro-expressions, voice
+arousal, modality agreement, caption) are the knowledge engine's reading and are listed in ``Analysis.engine_fields``.
+
+``on_text``: the model engines hand each piece of the reply to this callback as it is generated (transformers'
+``TextStreamer``), for real streaming; vLLM's in-process ``LLM`` hands the reply over once it is done, and so does the
+knowledge engine, whose answer is written at once.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from emoreason.errors import ConfigError, ModelError
 from emoreason.evidence import Evidence
 from emoreason.reasoning.backends import ChatBackend, Message
-from emoreason.reasoning.engine import Analysis, analyze
+from emoreason.reasoning.engine import Analysis, analyze, model_analysis
 from emoreason.reasoning.qa import QAAnswer, ask
 
 log = logging.getLogger(__name__)
@@ -39,12 +47,15 @@ ANALYSIS_QUESTION = (
 )
 
 
+OnText = Callable[[str], None]
+
+
 class Engine(Protocol):
     name: str
 
-    def analyze(self, evidence: Evidence, media: Path | None = None) -> Analysis:
+    def analyze(self, evidence: Evidence, media: Path | None = None, on_text: OnText | None = None) -> Analysis:
         """The explainable analysis of the clip (chain of thought, labels, AUs). ``media`` is the clip's file, for
-        engines whose model hears the audio itself."""
+        engines whose model hears the audio itself; ``on_text`` receives ``answer_text()`` as it is written."""
 
     def ask(
         self,
@@ -53,17 +64,22 @@ class Engine(Protocol):
         analysis: Analysis,
         history: list[dict] | None = None,
         media: Path | None = None,
+        on_text: OnText | None = None,
     ) -> QAAnswer:
-        """The answer to one question about the clip."""
+        """The answer to one question about the clip; ``on_text`` receives the answer as it is written."""
 
 
 class KnowledgeEngine:
     """The knowledge-based engine: AU prototypes, lexicon and prosody fused by rules; every statement from evidence."""
 
     name = "engine"
+    reasoner = "knowledge-engine"
 
-    def analyze(self, evidence: Evidence, media: Path | None = None) -> Analysis:
-        return analyze(evidence)
+    def analyze(self, evidence: Evidence, media: Path | None = None, on_text: OnText | None = None) -> Analysis:
+        a = analyze(evidence)
+        if on_text is not None:
+            on_text(a.answer_text())  # written at once
+        return a
 
     def ask(
         self,
@@ -72,8 +88,12 @@ class KnowledgeEngine:
         analysis: Analysis,
         history: list[dict] | None = None,
         media: Path | None = None,
+        on_text: OnText | None = None,
     ) -> QAAnswer:
-        return ask(evidence, question, analysis=analysis)
+        qa = ask(evidence, question, analysis=analysis)
+        if on_text is not None:
+            on_text(qa.answer)
+        return qa
 
 
 def checkpoint_type(path: str | Path) -> str:
@@ -101,6 +121,17 @@ def check_adapter(path: str | Path) -> tuple[Path, int]:
         return path, int(cfg["r"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
         raise ModelError(f"adapter_config.json is not a LoRA config: {e}", config) from e
+
+
+def adapter_modalities(path: str | Path) -> list[str]:
+    """The modalities the training stage that wrote the adapter at ``path`` trained (its ``emoreason_train.json``
+    summary); none when it has no summary."""
+    summary = Path(path) / "emoreason_train.json"
+    try:
+        got = json.loads(summary.read_text()).get("trained_modalities", []) if summary.is_file() else []
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ModelError(f"the adapter's training summary is not JSON: {e}", summary) from e
+    return [m for m in got if m in ("face", "audio")] if isinstance(got, list) else []
 
 
 def merge_adapter(model: Any, path: str | Path) -> Any:
@@ -135,7 +166,7 @@ class ClipPrompts:
     """Builds an EmoReason checkpoint's inputs for one clip and one question: the rendered prompt with the face/audio
     placeholders the clip supports, and the processor's encoder inputs (face/AU series; log-mel + prosody audio)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lora: str | Path | None = None) -> None:
         from transformers import AutoConfig, AutoProcessor
 
         import emoreason.models.emoreason  # noqa: F401  (registers the Auto classes)
@@ -147,15 +178,26 @@ class ClipPrompts:
             raise ModelError(f"cannot load the EmoReason processor: {e}", path) from e
         if not getattr(self.processor, "chat_template", None):
             raise ModelError("the processor has no chat template; an instruction-tuned checkpoint is needed", path)
+        if lora is not None:  # an adapter's training (modules_to_save) may have trained encoders the base has not
+            self.config.trained_modalities = sorted({*self.config.trained_modalities, *adapter_modalities(lora)})
+        for m in ("face", "audio"):
+            if getattr(self.config, f"use_{m}") and not self.serves(m):
+                log.warning("%s: the %s encoder was never trained (config.trained_modalities: %s), so the clip's %s "
+                            "is not given to the model", path, m, self.config.trained_modalities, m)  # fmt: skip
+
+    def serves(self, modality: str) -> bool:
+        """Whether the clip's ``modality`` (face or audio) goes to the model: the checkpoint has that encoder and a
+        training stage trained it (``config.trained_modalities``)."""
+        return bool(getattr(self.config, f"use_{modality}") and modality in self.config.trained_modalities)
 
     def build(
         self, evidence: Evidence, question: str, media: Path | None = None, history: list[dict] | None = None
     ) -> tuple[str, Any]:
         from emoreason.data.builder import clip_messages
 
-        face = bool(self.config.use_face and evidence.aus is not None and evidence.aus.times)
+        face = bool(self.serves("face") and evidence.aus is not None and evidence.aus.times)
         wav = None
-        if self.config.use_audio and media is not None and evidence.media.has_audio:
+        if self.serves("audio") and media is not None and evidence.media.has_audio:
             version = (st.st_size, st.st_mtime_ns) if (st := _stat(media)) else (-1, -1)  # missing: load_audio says so
             wav = _clip_audio(str(media), *version, self.processor.sampling_rate)
         turns = [{"role": t["role"], "content": t["content"]} for t in history or []]
@@ -181,10 +223,15 @@ class TransformersClipModel:
         self.model = (merge_adapter(model, lora) if lora is not None else model).to(device).eval()
         self.max_new_tokens, self.device = max_new_tokens, device
 
-    def generate(self, prompt: str, inputs: Any, tokenizer: Any) -> str:
+    def generate(self, prompt: str, inputs: Any, tokenizer: Any, on_text: OnText | None = None) -> str:
         from emoreason.reasoning.backends import greedy_reply
 
-        return greedy_reply(self.model, tokenizer, inputs, self.max_new_tokens, self.device)
+        return greedy_reply(self.model, tokenizer, inputs, self.max_new_tokens, self.device, on_text)
+
+    def label_scores(self, prompt: str, inputs: Any, tokenizer: Any, reply: str) -> dict[str, float]:
+        from emoreason.reasoning.label_scores import label_probabilities
+
+        return label_probabilities(self.model, tokenizer, inputs, reply, device=self.device)
 
 
 class TransformersEngine:
@@ -197,10 +244,11 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(self, path: str | Path, max_new_tokens: int = 384, lora: str | Path | None = None) -> None:
+        self.reasoner = f"{self.name}:{path}" + (f" + LoRA {lora}" if lora is not None else "")
         self.clip: ClipPrompts | None = None
         self.clip_model: Any = None
         if checkpoint_type(path) == "emoreason":
-            self.clip = ClipPrompts(path)
+            self.clip = ClipPrompts(path, lora)
             self.clip_model = TransformersClipModel(path, max_new_tokens, lora)
         else:
             from emoreason.reasoning.backends import TransformersBackend
@@ -228,30 +276,56 @@ class TransformersEngine:
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def reply(
-        self, evidence: Evidence, question: str, media: Path | None = None, history: list[dict] | None = None
+        self,
+        evidence: Evidence,
+        question: str,
+        media: Path | None = None,
+        history: list[dict] | None = None,
+        on_text: OnText | None = None,
     ) -> str:
         """The model's reply to ``question`` about the clip (the clip as encoder inputs, or the evidence as text)."""
+        return self.scored_reply(evidence, question, media, history, on_text, scores=False)[0]
+
+    def scored_reply(
+        self,
+        evidence: Evidence,
+        question: str,
+        media: Path | None = None,
+        history: list[dict] | None = None,
+        on_text: OnText | None = None,
+        scores: bool = True,
+    ) -> tuple[str, dict[str, float]]:
+        """:meth:`reply` and, with ``scores``, the model's label probabilities at the emotion of its answer (empty when
+        the reply has no answer or the generator cannot score)."""
         if self.clip is not None:
             prompt, inputs = self.clip.build(evidence, question, media, history)
-            return self.clip_model.generate(prompt, inputs, self.clip.processor.tokenizer)
+            tok = self.clip.processor.tokenizer
+            text = self.clip_model.generate(prompt, inputs, tok, on_text)
+            return text, self.clip_model.label_scores(prompt, inputs, tok, text) if scores else {}
         messages = self.messages(evidence, question)
-        return self.backend.chat([messages[0], *(history or []), messages[1]])
+        messages = [messages[0], *(history or []), messages[1]]
+        text = self.backend.chat(messages, on_text)
+        return text, self.backend_scores(messages, text) if scores else {}
 
-    def analyze(self, evidence: Evidence, media: Path | None = None) -> Analysis:
+    def backend_scores(self, messages: list[dict[str, str]], reply: str) -> dict[str, float]:
+        """A text checkpoint's label probabilities for ``reply`` (see :mod:`emoreason.reasoning.label_scores`)."""
+        from emoreason.reasoning.label_scores import label_probabilities
+
+        b = self.backend
+        return label_probabilities(b.model, b.tokenizer, b.encode(messages), reply, device=b.device)
+
+    def analyze(self, evidence: Evidence, media: Path | None = None, on_text: OnText | None = None) -> Analysis:
         from emoreason.parsing import parse_output
 
-        base = analyze(evidence)
-        text = self.reply(evidence, ANALYSIS_QUESTION, media)
+        text, probs = self.scored_reply(evidence, ANALYSIS_QUESTION, media, on_text=on_text)
         parsed = parse_output(text)
         if parsed.think is None or parsed.emotion is None:
             log.warning("model output not in the answer format (%s); keeping the raw text as the reasoning",
                         "; ".join(parsed.errors) or "no emotion")  # fmt: skip
-        return base.model_copy(update={
-            "think": parsed.think if parsed.think is not None else text,
-            "emotion": parsed.emotion or "uncertain",
-            "compound": parsed.compound,
-            "aus": parsed.aus,
-        })  # fmt: skip
+        return model_analysis(
+            evidence, reasoner=self.reasoner, text=text, think=parsed.think if parsed.think is not None else text,
+            emotion=parsed.emotion or "uncertain", compound=parsed.compound, aus=parsed.aus, probabilities=probs,
+        )  # fmt: skip
 
     def ask(
         self,
@@ -260,12 +334,16 @@ class TransformersEngine:
         analysis: Analysis,
         history: list[dict] | None = None,
         media: Path | None = None,
+        on_text: OnText | None = None,
     ) -> QAAnswer:
-        if self.clip is None:
-            return ask(evidence, question, backend=self.backend, history=history, analysis=analysis)
         if not question.strip():
-            return ask(evidence, question, analysis=analysis)  # the engine's "the question is empty" answer
-        text = self.reply(evidence, question, media, history)
+            qa = ask(evidence, question, analysis=analysis)  # the engine's "the question is empty" answer
+            if on_text is not None:
+                on_text(qa.answer)
+            return qa
+        if self.clip is None:
+            return ask(evidence, question, backend=self.backend, history=history, analysis=analysis, on_text=on_text)
+        text = self.reply(evidence, question, media, history, on_text)
         return QAAnswer(question=question, answer=text, intent="llm", grounded=True, backend=self.name)
 
 
@@ -291,17 +369,24 @@ class _VLLMGreedy:
 
         self.params = SamplingParams(temperature=0.0, max_tokens=n)
 
-    def _run(self, method: str, request: Any) -> str:
+    def _run(self, method: str, request: Any, on_text: OnText | None = None) -> str:
         with self._lock:
             out = getattr(self.llm, method)(request, self.params, use_tqdm=False, lora_request=self.lora_request)
-        return out[0].outputs[0].text.strip()
+        text = out[0].outputs[0].text.strip()
+        if on_text is not None:
+            on_text(text)  # the in-process LLM returns the reply whole
+        return text
+
+    def label_scores(self, prompt: str, inputs: Any, tokenizer: Any, reply: str) -> dict[str, float]:
+        """No label scores on vLLM yet: the analysis then carries no probabilities rather than another engine's."""
+        return {}
 
 
 class VLLMChat(_VLLMGreedy, ChatBackend):
     """A chat backend on vLLM (text chat checkpoints)."""
 
-    def chat(self, messages: list[Message]) -> str:
-        return self._run("chat", messages)
+    def chat(self, messages: list[Message], on_text: OnText | None = None) -> str:
+        return self._run("chat", messages, on_text)
 
 
 class VLLMClipModel(_VLLMGreedy):
@@ -317,8 +402,8 @@ class VLLMClipModel(_VLLMGreedy):
             mm["face"]["face_crops"] = inputs["face_crops"][0]
         return {"prompt": prompt, "multi_modal_data": mm} if mm else {"prompt": prompt}
 
-    def generate(self, prompt: str, inputs: Any, tokenizer: Any) -> str:
-        return self._run("generate", self.request(prompt, inputs))
+    def generate(self, prompt: str, inputs: Any, tokenizer: Any, on_text: OnText | None = None) -> str:
+        return self._run("generate", self.request(prompt, inputs), on_text)
 
 
 class VLLMEngine(TransformersEngine):
@@ -343,6 +428,7 @@ class VLLMEngine(TransformersEngine):
             ) from e
         if path is None:
             raise ConfigError("the vllm engine needs --model DIR (a local checkpoint folder)")
+        self.reasoner = f"{self.name}:{path}" + (f" + LoRA {lora}" if lora is not None else "")
         path = Path(path)
         multimodal = checkpoint_type(path) == "emoreason"
         from emoreason.serving.vllm_plugin import guard_llvmlite, register
@@ -367,12 +453,15 @@ class VLLMEngine(TransformersEngine):
         self.clip: ClipPrompts | None = None
         self.clip_model: Any = None
         if multimodal:
-            self.clip = ClipPrompts(path)
+            self.clip = ClipPrompts(path, lora)
             self.clip_model = VLLMClipModel(llm, max_new_tokens, lora_request)
             return
         if not getattr(llm.get_tokenizer(), "chat_template", None):
             raise ModelError("the tokenizer has no chat template; a chat model is needed", path)
         self.backend = VLLMChat(llm, max_new_tokens, lora_request)
+
+    def backend_scores(self, messages: list[dict[str, str]], reply: str) -> dict[str, float]:
+        return {}  # no label scores on vLLM yet (see _VLLMGreedy.label_scores)
 
 
 def make_engine(kind: str, model: str | Path | None = None, lora: str | Path | None = None) -> Engine:

@@ -362,11 +362,15 @@ class Service:
         ev, hit = self.cache.get_or_compute(key, compute)
         return ev.model_copy(update={"media": ev.media.model_copy(update={"path": clip.name})}), hit
 
-    def run(self, clip: Clip, question: str, history: list[dict[str, str]]) -> Result:
+    def run(self, clip: Clip, question: str, history: list[dict[str, str]],
+            on_text: Callable[[str], None] | None = None) -> Result:  # fmt: skip
+        """Perceive (or take from the cache), analyse and answer. ``on_text`` receives the reply the client reads (the
+        answer to the question, else the analysis) as the engine writes it."""
         try:
             ev, hit = self.evidence(clip)
-            analysis = self.engine.analyze(ev, media=clip.path)
-            qa = self.engine.ask(ev, question, analysis, history, media=clip.path) if question else None
+            stream = {"on_text": on_text} if on_text is not None else {}  # (an engine that cannot stream needs none)
+            analysis = self.engine.analyze(ev, media=clip.path, **({} if question else stream))
+            qa = self.engine.ask(ev, question, analysis, history, media=clip.path, **stream) if question else None
             return Result(ev, analysis, qa, hit, clip)
         except EmoReasonError as e:
             raise _http_error(e, clip.name) from None
@@ -551,11 +555,6 @@ def message_content(r: Result, response_format: str) -> str:
     return r.qa.answer if r.qa is not None else a.answer_text()
 
 
-def _pieces(text: str, words: int = 6) -> list[str]:
-    toks = re.findall(r"\S+\s*|\s+", text)
-    return ["".join(toks[i : i + words]) for i in range(0, len(toks), words)] or [""]
-
-
 def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj)}\n\n"
 
@@ -718,13 +717,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         p50 = metrics.percentile(0.5)
         return limiter.slot(retry_after_s=max(1, math.ceil(p50 or 1)))
 
-    async def run_clip(s: Slot, clip: Clip, question: str, history: list[dict[str, str]]) -> Result:
+    async def run_clip(s: Slot, clip: Clip, question: str, history: list[dict[str, str]],
+                       on_text: Callable[[str], None] | None = None) -> Result:  # fmt: skip
         started = False
 
         def job() -> Result:
             nonlocal started
             started = True
-            return service.run(clip, question, history)  # removes the request's temp folder when done
+            return service.run(clip, question, history, on_text)  # removes the request's temp folder when done
 
         try:
             return await s.run(job, settings.timeout_s)
@@ -801,27 +801,82 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
+            if body.get("stream"):
+                return await stream_completion(s, clip, question, history, fmt)
             result = await run_clip(s, clip, question, history)
         content = message_content(result, fmt)
         ext = evidence_field(result, engine.name)
-        usage = usage_of(question, history, content)
+        return JSONResponse({
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": settings.model_name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": usage_of(question, history, content), "emoreason": ext,
+        })  # fmt: skip
+
+    async def stream_completion(s: Slot, clip: Clip, question: str, history: list[dict[str, str]], fmt: str
+                                ) -> StreamingResponse:  # fmt: skip
+        """SSE: the reply's pieces as the engine writes them (a model engine's tokens as they are generated; the
+        knowledge engine's answer, written at once, in one piece; a JSON ``response_format`` once it is complete). An
+        error before the first piece is an HTTP error; one after it is an ``error`` event."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_text(piece: str) -> None:  # in the worker thread
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        task = asyncio.ensure_future(run_clip(s, clip, question, history, on_text if fmt == "text" else None))
+        s.handed_to_job = True  # the task holds the place until it ends
+        task.add_done_callback(lambda _: s.release())
+
+        async def next_piece() -> str | None:
+            """The next piece, or None once the job has ended and every piece is taken."""
+            if not pieces.empty() or task.done():
+                return pieces.get_nowait() if not pieces.empty() else None
+            getter = asyncio.ensure_future(pieces.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                return getter.result()
+            getter.cancel()
+            return pieces.get_nowait() if not pieces.empty() else None
+
+        first = await next_piece()
+        if first is None:
+            task.result()  # an error before anything was sent: raised as the HTTP error it is
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        if not body.get("stream"):
-            return JSONResponse({
-                "id": cid, "object": "chat.completion", "created": created, "model": settings.model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": usage, "emoreason": ext,
-            })  # fmt: skip
         head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": settings.model_name}
 
-        def events() -> Any:
-            yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                             "finish_reason": None}]})  # fmt: skip
-            for piece in _pieces(content):
-                yield _sse({**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-            yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage,
-                        "emoreason": ext})  # fmt: skip
-            yield "data: [DONE]\n\n"
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            return _sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+        async def events() -> AsyncIterator[str]:
+            sent: list[str] = []
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                piece = first
+                while piece is not None:
+                    sent.append(piece)
+                    yield chunk({"content": piece})
+                    piece = await next_piece()
+                try:
+                    result = task.result()
+                except HTTPError as e:
+                    yield _sse({"error": {"message": e.message, "type": _ERROR_TYPES.get(e.status, "error"),
+                                          "code": e.code}})  # fmt: skip
+                    yield "data: [DONE]\n\n"
+                    return
+                content = message_content(result, fmt)
+                done = "".join(sent)
+                if content.startswith(done):
+                    if rest := content[len(done) :]:
+                        yield chunk({"content": rest})
+                else:  # the engine's reply and its streamed pieces differ: a bug, said in the log
+                    log.error(json.dumps({"event": "stream_mismatch", "streamed": len(done), "reply": len(content)}))
+                yield chunk({}, "stop", usage=usage_of(question, history, content),
+                            emoreason=evidence_field(result, engine.name))  # fmt: skip
+                yield "data: [DONE]\n\n"
+            finally:
+                if not task.done():
+                    task.cancel()  # the client left: the job's thread ends on its own and then frees the place
 
         return StreamingResponse(events(), media_type="text/event-stream")
 

@@ -9,7 +9,9 @@ Training resumes from the last checkpoint in ``output_dir`` unless told otherwis
 
 Model path (an EmoReason checkpoint, ``evidence_mode: model``): :class:`EvidenceCollator` builds each batch with the
 model's processor from the row's Evidence (a face placeholder + the question; the loss covers the answer), with
-LoRA on the LLM and ``lora_modules_to_save: [face, audio]`` training the encoders and compressors in full; the
+LoRA on the LLM and ``lora_modules_to_save: [face]`` training the face encoder and compressor in full. The rows carry
+no audio, so the audio encoder gets no gradient here; the saved config's ``trained_modalities`` records what was
+trained (face only), and serving shows the model only those modalities' tokens; the
 recipe's ``use_compressor``/``num_experts`` override the checkpoint's config (the ablation switches). GRPO
 (:mod:`emoreason.training.grpo`), held-out evaluation and synthesis use the same prompt and processor inputs.
 """
@@ -133,6 +135,7 @@ class EvidenceCollator:
     def __init__(self, processor: Any, system_prompt: str = "train_system_v1") -> None:
         self.processor = processor
         self.system_prompt = system_prompt
+        self.fed: set[str] = set()  # the modalities whose encoder inputs some batch carried
 
     def prompt(self, row: dict) -> str:
         from emoreason.data.builder import clip_messages
@@ -154,7 +157,23 @@ class EvidenceCollator:
             start = int(batch["attention_mask"][i].nonzero()[0])  # left padding shifts the prompt
             labels[i, : start + n_prompt] = -100
         batch["labels"] = labels
+        self.fed |= {m for m in ("face", "audio") if f"{m}_values" in batch}
         return dict(batch)
+
+
+def trained_modalities(model: Any, fed: set[str]) -> list[str]:
+    """The modalities a stage trained: its batches carried the modality's encoder inputs and some parameter of that
+    modality's encoder or compressor (``face.*``/``audio.*``, under peft's wrapping too) was trainable."""
+    trainable = {m for m in ("face", "audio") for n, p in model.named_parameters()
+                 if p.requires_grad and f".{m}." in f".{n}"}  # fmt: skip
+    return sorted(fed & trainable)
+
+
+def record_trained_modalities(model: Any, modalities: list[str]) -> list[str]:
+    """Add ``modalities`` to the model's ``config.trained_modalities`` (kept across stages) before it is saved."""
+    config = model.config
+    config.trained_modalities = sorted(set(getattr(config, "trained_modalities", []) or []) | set(modalities))
+    return config.trained_modalities
 
 
 def lora_config(args: EmoArguments) -> Any:
@@ -291,18 +310,23 @@ def _run_multimodal_sft(args: EmoSFTConfig, model: Any, processor: Any) -> dict:
 
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
+    collator = EvidenceCollator(processor, args.system_prompt)
     trainer = ModelLossSFTTrainer(
         model=model,
         args=args,
         train_dataset=train,
-        data_collator=EvidenceCollator(processor, args.system_prompt),
+        data_collator=collator,
         processing_class=processor.tokenizer,
         peft_config=lora_config(args),
     )
     result = trainer.train(resume_from_checkpoint=last_checkpoint(args))
+    # recorded on the base model's config, which the adapter folder, the merged model and the full model all save
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    trained = record_trained_modalities(base, trained_modalities(trainer.model, collator.fed))
     summary = {
         "stage": "sft",
         "evidence_mode": "model",
+        "trained_modalities": trained,
         "model": args.model_name_or_path,
         "use_compressor": model.config.use_compressor,
         "num_experts": model.config.num_experts,

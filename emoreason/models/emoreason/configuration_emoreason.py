@@ -107,6 +107,10 @@ class EmoReasonConfig(PreTrainedConfig):
     audio_tokens: int = 8
     use_face: bool = True
     use_audio: bool = True
+    # The modalities whose encoder (and compressor) training has updated, recorded by the training stages that did
+    # (emoreason.training.sft). Serving puts a modality's placeholder into the prompt only when it is listed here: an
+    # encoder that was never trained reads the clip into noise, so its tokens are not shown to the model at all.
+    trained_modalities: list = field(default_factory=list)
     use_compressor: bool = True
     num_experts: int = 2
     routing: str = "soft"
@@ -131,6 +135,9 @@ class EmoReasonConfig(PreTrainedConfig):
         self.face_config = _merge(FACE_DEFAULTS, self.face_config, "face_config")
         self.audio_config = _merge(AUDIO_DEFAULTS, self.audio_config, "audio_config")
         self.compressor_config = _merge(COMPRESSOR_DEFAULTS, self.compressor_config, "compressor_config")
+        if unknown := set(self.trained_modalities) - {"face", "audio"}:
+            raise ValueError(f"trained_modalities may hold face and audio only, got {sorted(unknown)}")
+        self.trained_modalities = sorted(set(self.trained_modalities))
         if self.routing not in ("soft", "topk"):
             raise ValueError(f"routing must be 'soft' or 'topk', got {self.routing!r}")
         if self.num_experts < 1 or not 1 <= self.expert_top_k <= self.num_experts:

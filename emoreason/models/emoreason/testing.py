@@ -133,8 +133,12 @@ def tiny_base_dir(tmp_path: Path, tie_word_embeddings: bool = True) -> Path:
 
 
 def tiny_model_dir(tmp_path: Path, **kw: Any) -> Path:
-    """Save a tiny random model + processor under ``tmp_path / "tiny-emoreason"`` and return the dir."""
+    """Save a tiny random model + processor under ``tmp_path / "tiny-emoreason"`` and return the dir. It stands in for
+    a trained checkpoint: ``trained_modalities`` defaults to both (pass ``trained_modalities=[...]`` to say otherwise).
+    """
     import torch
+
+    kw.setdefault("trained_modalities", ["face", "audio"])
 
     from .modeling_emoreason import EmoReasonForConditionalGeneration
     from .processing_emoreason import EmoReasonProcessor
