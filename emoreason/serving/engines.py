@@ -244,7 +244,10 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(self, path: str | Path, max_new_tokens: int = 384, lora: str | Path | None = None) -> None:
+        from emoreason.models.packaged import resolve_checkpoint
+
         self.reasoner = f"{self.name}:{path}" + (f" + LoRA {lora}" if lora is not None else "")
+        path = resolve_checkpoint(path)
         self.clip: ClipPrompts | None = None
         self.clip_model: Any = None
         if checkpoint_type(path) == "emoreason":
@@ -428,8 +431,10 @@ class VLLMEngine(TransformersEngine):
             ) from e
         if path is None:
             raise ConfigError("the vllm engine needs --model DIR (a local checkpoint folder)")
+        from emoreason.models.packaged import resolve_checkpoint
+
         self.reasoner = f"{self.name}:{path}" + (f" + LoRA {lora}" if lora is not None else "")
-        path = Path(path)
+        path = resolve_checkpoint(path)
         multimodal = checkpoint_type(path) == "emoreason"
         from emoreason.serving.vllm_plugin import guard_llvmlite, register
 

@@ -69,6 +69,8 @@ def load_model_and_tokenizer(args: EmoArguments, dtype: torch.dtype | None = Non
     """The model, its tokenizer (or processor) and the evidence mode, from ``args.model_name_or_path``."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    import emoreason.models.emoreason  # noqa: F401  (registers the EmoReason Auto classes: a fresh process needs it)
+
     path = Path(args.model_name_or_path)
     if not path.exists():
         raise ModelError("model folder not found (no hub downloads here: give a local folder)", path)

@@ -19,6 +19,9 @@ except ImportError:
     SubConfigSpec = None
 
 from emoreason.knowledge.facs import PERCEIVED_AUS
+from emoreason.knowledge.taxonomy import BASIC_EMOTIONS
+
+READER_LABELS: tuple[str, ...] = BASIC_EMOTIONS  # the face reader's labels, in the order face_values carries them
 
 # A 72-point subset of the 468-point face mesh (jaw line, brows, nose, eyes, outer and inner lips), dlib-68 style.
 LANDMARK_SUBSET: tuple[int, ...] = (
@@ -36,6 +39,7 @@ FACE_DEFAULTS: dict[str, Any] = {
     "use_landmarks": True,  # LANDMARK_SUBSET x,y, pose-normalised
     "num_landmarks": len(LANDMARK_SUBSET),
     "use_crops": False,  # grey face crops through a tiny conv stem
+    "use_reader": False,  # the learned face reader's per-frame probabilities (READER_LABELS) and a read flag
     "crop_size": 32,
     "fps": 5.0,  # the processor resamples AU series to this rate
     "max_frames": 300,  # longer clips are resampled uniformly to this many frames (60 s at 5 fps)
@@ -157,9 +161,10 @@ class EmoReasonConfig(PreTrainedConfig):
 
     @property
     def face_feature_size(self) -> int:
-        """Per-frame width of ``face_values``: AUs, head pose (3), presence (1), landmarks x,y."""
+        """Per-frame width of ``face_values``: AUs, head pose (3), presence (1), landmarks x,y, reader (labels + 1)."""
         f = self.face_config
-        return f["num_aus"] + 4 + (2 * f["num_landmarks"] if f["use_landmarks"] else 0)
+        reader = len(READER_LABELS) + 1 if f["use_reader"] else 0
+        return f["num_aus"] + 4 + (2 * f["num_landmarks"] if f["use_landmarks"] else 0) + reader
 
     @property
     def audio_feature_size(self) -> int:

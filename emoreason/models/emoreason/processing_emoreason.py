@@ -21,7 +21,7 @@ from emoreason.errors import ModelError
 from emoreason.evidence import Evidence
 from emoreason.knowledge.facs import INTENSITY_MAX, PERCEIVED_AUS
 
-from .configuration_emoreason import LANDMARK_SUBSET
+from .configuration_emoreason import LANDMARK_SUBSET, READER_LABELS
 
 FACE_TOKEN, FACE_START, FACE_END = "<|face|>", "<|face_start|>", "<|face_end|>"
 AUDIO_TOKEN, AUDIO_START, AUDIO_END = "<|audio|>", "<|audio_start|>", "<|audio_end|>"
@@ -40,6 +40,23 @@ def log_mel(audio: np.ndarray, sr: int = 16000, n_fft: int = 400, hop: int = 160
     )
     db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)
     return ((db / 10.0 + 4.0) / 4.0).T.astype(np.float32)
+
+
+def reader_features(evidence: Evidence, times: np.ndarray) -> np.ndarray:
+    """(T, len(READER_LABELS) + 1): the learned face reader's probabilities at each AU frame (the nearest reader frame,
+    in :data:`READER_LABELS` order) and a flag that the reader read that frame; zeros where it did not."""
+    out = np.zeros((len(times), len(READER_LABELS) + 1), np.float32)
+    r = evidence.reader
+    if r is None or not r.times:
+        return out
+    col = {label: i for i, label in enumerate(r.labels)}
+    rt = np.asarray(r.times, np.float64)
+    for i, t in enumerate(times):
+        row = r.probs[int(np.argmin(np.abs(rt - t)))]
+        if row is not None:
+            out[i, : len(READER_LABELS)] = [row[col[label]] if label in col else 0.0 for label in READER_LABELS]
+            out[i, -1] = 1.0
+    return out
 
 
 def _landmarks_xy(mesh: list[list[float]] | np.ndarray | None, n: int) -> np.ndarray:
@@ -88,6 +105,7 @@ class EmoReasonProcessor(ProcessorMixin):
         max_face_frames: int = 300,
         use_landmarks: bool = True,
         use_crops: bool = False,
+        use_reader: bool = False,
         sampling_rate: int = 16000,
         n_fft: int = 400,
         hop_length: int = 160,
@@ -102,6 +120,7 @@ class EmoReasonProcessor(ProcessorMixin):
             use_landmarks,
             use_crops,
         )
+        self.use_reader = use_reader
         self.sampling_rate, self.n_fft, self.hop_length, self.n_mels = sampling_rate, n_fft, hop_length, n_mels
         self.use_prosody, self.max_audio_frames = use_prosody, max_audio_frames
         if chat_template is None:
@@ -120,6 +139,7 @@ class EmoReasonProcessor(ProcessorMixin):
             max_face_frames=f["max_frames"],
             use_landmarks=f["use_landmarks"],
             use_crops=f["use_crops"],
+            use_reader=f["use_reader"],
             sampling_rate=a["sampling_rate"],
             n_fft=a["n_fft"],
             hop_length=a["hop_length"],
@@ -142,7 +162,7 @@ class EmoReasonProcessor(ProcessorMixin):
         audio = AUDIO_START + AUDIO_TOKEN * self.audio_tokens + AUDIO_END
         return _PLACEHOLDER.sub(lambda m: face if m.group(0) == FACE_TOKEN else audio, text)
 
-    def face_features(
+    def face_features(  # noqa: C901
         self, evidence: Evidence, crops: np.ndarray | None = None, landmarks: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(T, F) face features from Evidence (and (T, 1, S, S) crops resampled alongside, when given).
@@ -182,6 +202,8 @@ class EmoReasonProcessor(ProcessorMixin):
                 )
             marks = np.stack([_landmarks_xy(m, len(LANDMARK_SUBSET)) for m in landmarks])
         parts = [au / INTENSITY_MAX, pose, present[:, None]] + ([marks] if self.use_landmarks else [])
+        if self.use_reader:
+            parts.append(reader_features(evidence, times))
         feats = np.concatenate(parts, 1).astype(np.float32)
         duration = max(float(evidence.media.duration_s), float(times[-1]) + 1e-3)
         idx = _sample_index(times, duration, self.face_fps, self.max_face_frames)

@@ -1,0 +1,352 @@
+"""The trained EmoReason model on real faces, on CPU: training rows from the real-faces train split, and the dev
+measurement of a checkpoint against the knowledge engine, side by side in one run.
+
+    python train/emoreason_smollm2.py rows --evidence results/real_faces_evidence --out results/smollm2/rows
+    python train/emoreason_smollm2.py eval --evidence results/real_faces_evidence --model DIR [--lora ADAPTER] \
+        --out results/smollm2/eval_sft.json [--per-class-cap N] [--index FILE] [--batch 16]
+    python train/emoreason_smollm2.py qa --evidence results/real_faces_evidence --model DIR --out qa.json
+
+``rows``: one row per train photo with a face (``<evidence>/train.jsonl``, written by ``train/real_faces_evidence.py``):
+a question from ``train_question_v1`` and a short chain of thought written from the evidence (the AUs the photo shows,
+strongest first, with their intensities; the face reader's reading; what the human label rests on) with the human
+label as the answer, and the AUs the evidence shows (:func:`emoreason.reasoning.faithfulness.present_aus`) as the
+answer's AU set. Every row's reasoning is checked for faithfulness (a row naming an AU the evidence does not show is
+an error, not a row). Writes ``train.jsonl`` and ``heldout.jsonl`` (a seeded 10 % of the train identities, for GRPO's
+held-out AU F1: never the dev split).
+
+``eval``: greedy answers of the checkpoint (batched, the serving prompt and processor inputs) on the dev photos, and the
+knowledge engine's calls on the same evidence. Scores: UAR/WAR over the six dev classes with at least 10 photos, the
+format rate, AU F1 against the AUs the evidence shows, faithfulness (the AUs named in ``<think>`` are in the evidence)
+and the rate of answers with an unsupported claim. Per-photo predictions go to ``<out>.predictions.jsonl``.
+``--per-class-cap N`` scores every photo of the small classes and a seeded N of each larger one (UAR is a mean over
+classes; ``war_split`` reweights the per-class recalls to the whole split's class mix).
+
+``qa``: free-text questions whose answers can be checked, on dev photos: "which emotion" (three paraphrases) and "which
+AUs" (two), one of each per photo; the model's reply and the rule QA's answer are scored the same way (the emotion the
+answer commits to against the human label; the AUs it names against the AUs the evidence shows, F1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from emoreason.evidence import Evidence
+from emoreason.io import atomic_write_text, iter_jsonl
+from emoreason.knowledge.facs import AUS
+from emoreason.knowledge.prototypes import PROTOTYPES
+from emoreason.parsing import format_answer
+
+SCORED = ("neutral", "happiness", "sadness", "surprise", "disgust", "anger")
+MAX_CITED = 4  # AUs cited in the observations, strongest first
+
+
+def strongest_present(ev: Evidence) -> list[tuple[str, float]]:
+    """The AUs the evidence shows (the faithfulness notion of present), strongest first, with their peak intensity."""
+    from emoreason.reasoning.faithfulness import present_aus
+
+    present = present_aus(ev)
+    peaks = {au: max((v for v in vals if v is not None), default=0.0) for au, vals in ev.aus.intensities.items()}
+    return sorted(((au, peaks.get(au, 0.0)) for au in present), key=lambda x: -x[1])
+
+
+def reader_top(ev: Evidence) -> tuple[str, float] | None:
+    r = ev.reader
+    if r is None or not r.probs or r.probs[0] is None:
+        return None
+    row = r.probs[0]
+    i = max(range(len(row)), key=lambda k: row[k])
+    return r.labels[i], float(row[i])
+
+
+def target(ev: Evidence, label: str) -> tuple[str, list[str]]:
+    """The chain-of-thought answer for a photo with human label ``label``, and its AU set."""
+    aus = strongest_present(ev)
+    cited = aus[:MAX_CITED]
+    obs = ("the photo shows " + ", ".join(f"{au} ({AUS[au].name}) at {v:.1f}/5" for au, v in cited)
+           if cited else "no facial action stands out in the photo")  # fmt: skip
+    top = reader_top(ev)
+    read = f"; the face reader reads {top[0]} ({top[1]:.2f})" if top else ""
+    proto = [au for au, _ in cited if au in PROTOTYPES.get(label, {})]
+    if proto:
+        why = f"{' and '.join(proto)} belong to the {label} prototype"
+    elif label == "neutral":
+        why = "no expression prototype is clearly shown"
+    else:
+        why = f"the face as a whole reads as {label}"
+    think = f"Key observations: {obs}{read}.\nOverall emotional interpretation: {why}.\nConclusion: {label}."
+    gold = [au for au, _ in aus]
+    return format_answer(think, label, None, gold), gold
+
+
+def cmd_rows(args: argparse.Namespace) -> int:
+    from emoreason.data.builder import pick_question, question_templates
+    from emoreason.reasoning.faithfulness import check_faithfulness
+
+    templates = question_templates()
+    train, held = [], []
+    for r in iter_jsonl(args.evidence / "train.jsonl"):
+        if r["evidence"] is None:
+            continue
+        ev = Evidence.load(r["evidence"])
+        answer, gold = target(ev, r["label"])
+        check = check_faithfulness(answer, ev)
+        if check.unsupported_aus or check.unsupported_times:
+            raise SystemExit(f"rows: {r['id']}: the target names {check.unsupported_aus} the evidence does not show")
+        row = {"id": r["id"], "video": None, "audio": None, "evidence": r["evidence"],
+               "question": pick_question(r["id"], templates), "answer": answer, "emotion": r["label"],
+               "compound": None, "aus": gold, "caption": None, "source": "real_faces", "cot_source": "evidence"}  # fmt: skip
+        bucket = int(hashlib.sha256(r["identity"].encode()).hexdigest(), 16) % 10
+        (held if bucket == args.heldout_bucket else train).append(row)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", train), ("heldout", held)):
+        atomic_write_text(args.out / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    index = [{"id": r["id"], "label": r["emotion"], "evidence": r["evidence"]} for r in held]
+    atomic_write_text(args.out / "heldout_index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
+    print(json.dumps({"train": len(train), "heldout": len(held)}))
+    return 0
+
+
+def subset(rows: list[dict], cap: int | None, seed: int) -> list[dict]:
+    """Every row of the classes with at most ``cap`` rows, and a seeded ``cap`` of each larger class (dev's neutral and
+    happiness hold nine tenths of it); ``cap`` None keeps all."""
+    import random
+
+    if cap is None:
+        return rows
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["label"], []).append(r)
+    rng = random.Random(seed)
+    keep = set()
+    for group in by.values():
+        picked = group if len(group) <= cap else rng.sample(group, cap)
+        keep |= {r["id"] for r in picked}
+    return [r for r in rows if r["id"] in keep]
+
+
+def au_f1(pred: list[str], gold: list[str]) -> float:
+    p, g = set(pred), set(gold)
+    if not p and not g:
+        return 1.0
+    tp = len(p & g)
+    return 2 * tp / (len(p) + len(g)) if p or g else 1.0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from emoreason.metrics import classification_scores
+    from emoreason.parsing import parse_output
+    from emoreason.reasoning.engine import analyze
+    from emoreason.reasoning.faithfulness import check_faithfulness
+    from emoreason.serving.engines import ANALYSIS_QUESTION, ClipPrompts, TransformersClipModel
+
+    torch.manual_seed(0)
+    every = list(iter_jsonl(args.index or args.evidence / f"{args.split}.jsonl"))
+    rows = subset(every, args.per_class_cap, args.seed)[: args.limit]
+    prompts = ClipPrompts(args.model, args.lora)
+    model = TransformersClipModel(args.model, args.max_new_tokens, args.lora).model
+    tok = prompts.processor.tokenizer
+    tok.padding_side = "left"
+    out_rows, t0 = [], time.time()
+    with_face = [r for r in rows if r["evidence"] is not None]
+    for b in range(0, len(with_face), args.batch):
+        batch = with_face[b : b + args.batch]
+        evs = [Evidence.load(r["evidence"]) for r in batch]
+        texts = [prompts.build(ev, ANALYSIS_QUESTION)[0] for ev in evs]
+        x = prompts.processor(text=texts, evidence=evs if prompts.serves("face") else None)
+        with torch.inference_mode():
+            y = model.generate(**x, max_new_tokens=args.max_new_tokens, do_sample=False,
+                               pad_token_id=tok.pad_token_id)  # fmt: skip
+        replies = tok.batch_decode(y[:, x["input_ids"].shape[1] :], skip_special_tokens=True)
+        for r, ev, text in zip(batch, evs, replies, strict=True):
+            text = text.strip()
+            parsed = parse_output(text)
+            gold = [au for au, _ in strongest_present(ev)]
+            faith = check_faithfulness(text, ev)
+            engine = analyze(ev)
+            out_rows.append({
+                "id": r["id"], "label": r["label"], "output": text, "format_ok": parsed.format_ok,
+                "emotion": parsed.emotion, "aus": parsed.aus, "gold_aus": gold,
+                "au_f1": au_f1(parsed.aus or [], gold) if parsed.format_ok else 0.0,
+                "faithful": not faith.unsupported_aus and not faith.unsupported_times,
+                "think_aus": parsed.think_aus, "engine": engine.emotion, "engine_aus": engine.aus,
+            })  # fmt: skip
+        print(f"{len(out_rows)}/{len(with_face)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    no_face = [r for r in rows if r["evidence"] is None]
+    refs = [r["label"] for r in out_rows] + [r["label"] for r in no_face]
+
+    full_mix = {c: sum(r["label"] == c for r in every) for c in SCORED}
+
+    def uarwar(preds: list[str | None]) -> dict:
+        keep = [(p, g) for p, g in zip(preds, refs, strict=True) if g in SCORED]
+        s = classification_scores([p for p, _ in keep], [g for _, g in keep], labels=list(SCORED))
+        rec = s["per_class_recall"]
+        # WAR of the whole split: the per-class recalls weighted by the split's own class mix (the subset is stratified)
+        war = sum(full_mix[c] * rec.get(c, 0.0) for c in SCORED) / max(1, sum(full_mix.values()))
+        return {"uar": round(s["uar"], 4), "war_split": round(war, 4), "war_subset": round(s["war"], 4),
+                "per_class_recall": {k: round(v, 4) for k, v in rec.items()}}  # fmt: skip
+
+    n = max(1, len(out_rows))
+    model_preds = [r["emotion"] for r in out_rows] + [None] * len(no_face)
+    engine_preds = [r["engine"] if r["engine"] != "uncertain" else None for r in out_rows] + [None] * len(no_face)
+    engine_au_f1 = sum(au_f1(r["engine_aus"], r["gold_aus"]) for r in out_rows) / n
+    result = {
+        "model": str(args.model), "lora": str(args.lora) if args.lora else None, "split": args.split,
+        "n_photos": len(rows), "n_with_face": len(out_rows),
+        "trained_modalities": prompts.config.trained_modalities,
+        "model_scores": uarwar(model_preds) | {
+            "format_rate": round(sum(r["format_ok"] for r in out_rows) / n, 4),
+            "au_f1": round(sum(r["au_f1"] for r in out_rows) / n, 4),
+            "faithfulness": round(sum(r["faithful"] for r in out_rows) / n, 4),
+            "unsupported_claim_rate": round(1 - sum(r["faithful"] for r in out_rows) / n, 4),
+        },
+        "engine_scores": uarwar(engine_preds) | {"au_f1": round(engine_au_f1, 4)},
+        "seconds": round(time.time() - t0, 1),
+        "command": " ".join(sys.argv),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(args.out.with_suffix(".predictions.jsonl"), "".join(json.dumps(r) + "\n" for r in out_rows))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+EMOTION_QUESTIONS = (
+    "Which emotion does this person show?",
+    "How does the person in this photo feel?",
+    "What is the facial expression telling us about their emotion?",
+)
+AU_QUESTIONS = (
+    "Which Action Units are active on this face?",
+    "Name the facial actions you can see, as FACS Action Units.",
+)
+
+
+def said_emotion(text: str) -> str | None:
+    """The emotion an answer commits to: the format's answer, else the first emotion word of a plain-text reply;
+    None for a refusal or an "uncertain" call."""
+    from emoreason.parsing import parse_output
+    from emoreason.reasoning.qa import CANT_TELL, named_emotion
+
+    parsed = parse_output(text)
+    if parsed.emotion is not None:
+        return None if parsed.emotion == "uncertain" else parsed.emotion
+    if text.startswith((CANT_TELL, "No emotion fits")):
+        return None
+    if "neutral" in text.lower().split(".")[0]:
+        return "neutral"
+    return named_emotion(text)
+
+
+def cmd_qa(args: argparse.Namespace) -> int:
+    """Free-text questions with checkable answers (which emotion, which AUs) on dev photos, templated and paraphrased:
+    the model's replies and the rule QA's answers, scored the same way."""
+    import torch
+
+    from emoreason.parsing import find_aus
+    from emoreason.reasoning.qa import ask
+    from emoreason.serving.engines import ClipPrompts, TransformersClipModel
+
+    rows = [r for r in subset(list(iter_jsonl(args.evidence / "dev.jsonl")), args.per_class_cap, args.seed)
+            if r["evidence"] is not None]  # fmt: skip
+    items = []
+    for r in rows:
+        h = int(hashlib.sha256(r["id"].encode()).hexdigest(), 16)
+        items.append((r, "emotion", EMOTION_QUESTIONS[h % len(EMOTION_QUESTIONS)]))
+        items.append((r, "aus", AU_QUESTIONS[h % len(AU_QUESTIONS)]))
+    prompts = ClipPrompts(args.model, args.lora)
+    model = TransformersClipModel(args.model, args.max_new_tokens, args.lora).model
+    tok = prompts.processor.tokenizer
+    tok.padding_side = "left"
+    out, t0 = [], time.time()
+    for b in range(0, len(items), args.batch):
+        batch = items[b : b + args.batch]
+        evs = [Evidence.load(r["evidence"]) for r, _, _ in batch]
+        texts = [prompts.build(ev, q)[0] for ev, (_, _, q) in zip(evs, batch, strict=True)]
+        x = prompts.processor(text=texts, evidence=evs if prompts.serves("face") else None)
+        with torch.inference_mode():
+            y = model.generate(**x, max_new_tokens=args.max_new_tokens, do_sample=False,
+                               pad_token_id=tok.pad_token_id)  # fmt: skip
+        replies = [t.strip() for t in tok.batch_decode(y[:, x["input_ids"].shape[1] :], skip_special_tokens=True)]
+        for (r, kind, q), ev, reply in zip(batch, evs, replies, strict=True):
+            rule = ask(ev, q).answer
+            gold_aus = [au for au, _ in strongest_present(ev)]
+            row = {"id": r["id"], "kind": kind, "question": q, "label": r["label"], "model": reply, "engine": rule}
+            if kind == "emotion":
+                row["model_correct"] = said_emotion(reply) == r["label"]
+                row["engine_correct"] = said_emotion(rule) == r["label"]
+            else:
+                row["model_au_f1"] = au_f1(find_aus(reply), gold_aus)
+                row["engine_au_f1"] = au_f1(find_aus(rule), gold_aus)
+            out.append(row)
+        print(f"{len(out)}/{len(items)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+
+    def mean(key: str, kind: str) -> float:
+        vals = [r[key] for r in out if r["kind"] == kind]
+        return round(sum(vals) / max(1, len(vals)), 4)
+
+    result = {
+        "model": str(args.model), "lora": str(args.lora) if args.lora else None, "n_photos": len(rows),
+        "n_questions": len(out), "emotion_questions": list(EMOTION_QUESTIONS), "au_questions": list(AU_QUESTIONS),
+        "model_emotion_accuracy": mean("model_correct", "emotion"),
+        "engine_emotion_accuracy": mean("engine_correct", "emotion"),
+        "model_au_f1": mean("model_au_f1", "aus"), "engine_au_f1": mean("engine_au_f1", "aus"),
+        "seconds": round(time.time() - t0, 1), "command": " ".join(sys.argv),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(args.out.with_suffix(".answers.jsonl"), "".join(json.dumps(r) + "\n" for r in out))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("rows")
+    r.add_argument("--evidence", required=True, type=Path)
+    r.add_argument("--out", required=True, type=Path)
+    r.add_argument("--heldout-bucket", type=int, default=0, help="identities hashing to this tenth are held out")
+    r.set_defaults(func=cmd_rows)
+    e = sub.add_parser("eval")
+    e.add_argument("--evidence", required=True, type=Path)
+    e.add_argument("--split", default="dev", choices=("dev", "train"))
+    e.add_argument(
+        "--index", type=Path, default=None, help="photos to score (rows' heldout_index.jsonl); default: the split"
+    )
+    e.add_argument("--model", required=True, type=Path)
+    e.add_argument("--lora", type=Path, default=None)
+    e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--limit", type=int, default=None)
+    e.add_argument(
+        "--per-class-cap",
+        type=int,
+        default=None,
+        help="at most this many photos per class (a seeded sample); UAR is per class, WAR is reweighted",
+    )
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch", type=int, default=16)
+    e.add_argument("--max-new-tokens", type=int, default=160)
+    e.set_defaults(func=cmd_eval)
+    q = sub.add_parser("qa")
+    q.add_argument("--evidence", required=True, type=Path)
+    q.add_argument("--model", required=True, type=Path)
+    q.add_argument("--lora", type=Path, default=None)
+    q.add_argument("--out", required=True, type=Path)
+    q.add_argument("--per-class-cap", type=int, default=20)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--batch", type=int, default=16)
+    q.add_argument("--max-new-tokens", type=int, default=160)
+    q.set_defaults(func=cmd_qa)
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
