@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from emoreason.errors import ModelError
-from emoreason.modelspec import ModelSpec, parse_model_spec
 from emoreason.models import packaged
 from emoreason.models.emoreason.testing import tiny_evidence
+from emoreason.modelspec import ModelSpec, parse_model_spec
 from emoreason.serving.engines import TransformersEngine
 
 NAME = "emoreason-smollm2"
