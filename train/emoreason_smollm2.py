@@ -306,6 +306,24 @@ def cmd_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The trained parts into the package (``emoreason/assets/emoreason_smollm2``): see emoreason.models.packaged."""
+    from emoreason.models.packaged import export
+
+    adapters = dict(a.split("=", 1) for a in args.adapters)
+    trained = json.loads((Path(adapters[list(adapters)[-1]]) / "emoreason_train.json").read_text())
+    modalities = (
+        trained.get("trained_modalities")
+        or json.loads((args.merged / "config.json").read_text())["trained_modalities"]
+    )
+    out = export(args.merged, adapters, args.out, base="smollm2-135m",
+                 build_kw={"face_config": {"use_reader": True}, "seed": 0}, trained_modalities=modalities,
+                 extra={"stages": {s: json.loads((Path(d) / "emoreason_train.json").read_text()).get("stage")
+                                   for s, d in adapters.items()}})  # fmt: skip
+    print(json.dumps({"out": str(out)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -344,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--batch", type=int, default=16)
     q.add_argument("--max-new-tokens", type=int, default=160)
     q.set_defaults(func=cmd_qa)
+    x = sub.add_parser("export")
+    x.add_argument("--merged", required=True, type=Path, help="the final merged checkpoint")
+    x.add_argument("--adapters", required=True, nargs="+", help="stage=ADAPTER_DIR, in training order")
+    x.add_argument("--out", required=True, type=Path)
+    x.set_defaults(func=cmd_export)
     args = ap.parse_args(argv)
     return args.func(args)
 
