@@ -92,6 +92,7 @@ def cmd_rows(args: argparse.Namespace) -> int:
     for r in iter_jsonl(args.evidence / "train.jsonl"):
         if r["evidence"] is None:
             continue
+        r["evidence"] = str(Path(r["evidence"]).resolve())  # the rows live elsewhere: an absolute path
         ev = Evidence.load(r["evidence"])
         answer, gold = target(ev, r["label"])
         check = check_faithfulness(answer, ev)
@@ -137,13 +138,26 @@ def au_f1(pred: list[str], gold: list[str]) -> float:
     return 2 * tp / (len(p) + len(g)) if p or g else 1.0
 
 
+def unsupported(faith) -> int:
+    """The claims of an answer that the evidence does not hold: AUs it does not show, times no event is near, and
+    contradictions (an absence, stillness or label claim the evidence contradicts)."""
+    return len(faith.unsupported_aus) + len(faith.unsupported_times) + len(faith.contradictions)
+
+
+def claim_rate(rows: list[dict], prefix: str) -> float:
+    """Unsupported claims over all claims (AUs, times, labels against probabilities) of every answer; faithfulness is
+    per answer, this is per claim."""
+    claims = sum(r[f"{prefix}claims"] for r in rows)
+    return round(sum(r[f"{prefix}unsupported_claims"] for r in rows) / claims, 4) if claims else 0.0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from emoreason.metrics import classification_scores
     from emoreason.parsing import parse_output
     from emoreason.reasoning.engine import analyze
-    from emoreason.reasoning.faithfulness import check_faithfulness
+    from emoreason.reasoning.faithfulness import check_analysis, check_faithfulness
     from emoreason.serving.engines import ANALYSIS_QUESTION, ClipPrompts, TransformersClipModel
 
     torch.manual_seed(0)
@@ -170,12 +184,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             gold = [au for au, _ in strongest_present(ev)]
             faith = check_faithfulness(text, ev)
             engine = analyze(ev)
+            engine_faith = check_analysis(engine, ev)
             out_rows.append({
                 "id": r["id"], "label": r["label"], "output": text, "format_ok": parsed.format_ok,
                 "emotion": parsed.emotion, "aus": parsed.aus, "gold_aus": gold,
                 "au_f1": au_f1(parsed.aus or [], gold) if parsed.format_ok else 0.0,
                 "faithful": not faith.unsupported_aus and not faith.unsupported_times,
+                "claims": faith.n_claims, "unsupported_claims": unsupported(faith),
                 "think_aus": parsed.think_aus, "engine": engine.emotion, "engine_aus": engine.aus,
+                "engine_faithful": not engine_faith.unsupported_aus and not engine_faith.unsupported_times,
+                "engine_claims": engine_faith.n_claims, "engine_unsupported_claims": unsupported(engine_faith),
             })  # fmt: skip
         print(f"{len(out_rows)}/{len(with_face)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     no_face = [r for r in rows if r["evidence"] is None]
@@ -204,9 +222,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "format_rate": round(sum(r["format_ok"] for r in out_rows) / n, 4),
             "au_f1": round(sum(r["au_f1"] for r in out_rows) / n, 4),
             "faithfulness": round(sum(r["faithful"] for r in out_rows) / n, 4),
-            "unsupported_claim_rate": round(1 - sum(r["faithful"] for r in out_rows) / n, 4),
+            "unsupported_claim_rate": claim_rate(out_rows, ""),
         },
-        "engine_scores": uarwar(engine_preds) | {"au_f1": round(engine_au_f1, 4)},
+        "engine_scores": uarwar(engine_preds) | {
+            "au_f1": round(engine_au_f1, 4),
+            "faithfulness": round(sum(r["engine_faithful"] for r in out_rows) / n, 4),
+            "unsupported_claim_rate": claim_rate(out_rows, "engine_"),
+        },
         "seconds": round(time.time() - t0, 1),
         "command": " ".join(sys.argv),
     }  # fmt: skip
