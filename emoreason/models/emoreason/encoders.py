@@ -41,8 +41,10 @@ def _run(encoder: nn.TransformerEncoder, x: torch.Tensor, mask: torch.Tensor) ->
 class FaceEncoder(nn.Module):
     """AU intensities + head pose + presence (+ landmarks) (+ grey crops) per frame → temporal face tokens.
 
-    Each frame is concatenated with its difference to the previous frame (motion), projected to d, mixed over time by
-    a residual Conv1d, then a small pre-norm TransformerEncoder.
+    Each frame is concatenated with its difference to the previous frame (motion), projected to d and layer-normed
+    (the raw features are small, 0-1, so without the norm the projected frame is ~50x smaller than the positional
+    sinusoids and every photo's tokens come out nearly the same), mixed over time by a residual Conv1d, then a small
+    pre-norm TransformerEncoder.
     """
 
     def __init__(self, cfg: SimpleNamespace, feature_size: int) -> None:
@@ -50,6 +52,7 @@ class FaceEncoder(nn.Module):
         d = cfg.hidden_size
         self.feature_size = feature_size
         self.inp = nn.Linear(2 * feature_size, d)
+        self.inp_norm = nn.LayerNorm(d)
         self.crop_stem = None
         if cfg.use_crops:
             self.crop_stem = nn.Sequential(
@@ -74,7 +77,7 @@ class FaceEncoder(nn.Module):
                 raise ValueError("face_config.use_crops is set but no face_crops were given")
             b, t = crops.shape[:2]
             x = x + self.crop_stem(crops.flatten(0, 1).to(x.dtype)).view(b, t, -1)
-        x = x * mask[..., None].to(x.dtype)
+        x = self.inp_norm(x) * mask[..., None].to(x.dtype)
         x = x + F.gelu(self.tconv(x.transpose(1, 2))).transpose(1, 2)
         x = x + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype)
         return self.norm(_run(self.encoder, x, mask)), mask
