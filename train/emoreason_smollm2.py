@@ -138,10 +138,11 @@ def au_f1(pred: list[str], gold: list[str]) -> float:
     return 2 * tp / (len(p) + len(g)) if p or g else 1.0
 
 
-def unsupported(faith) -> int:
-    """The claims of an answer that the evidence does not hold: AUs it does not show, times no event is near, and
-    contradictions (an absence, stillness or label claim the evidence contradicts)."""
-    return len(faith.unsupported_aus) + len(faith.unsupported_times) + len(faith.contradictions)
+def faith_fields(faith, prefix: str = "") -> dict:
+    """A prediction row's faithfulness fields: whether the AUs and times it names are in the evidence, its claims and
+    the claims the evidence does not hold."""
+    return {f"{prefix}faithful": not faith.unsupported_aus and not faith.unsupported_times,
+            f"{prefix}claims": faith.n_claims, f"{prefix}unsupported_claims": faith.n_unsupported}  # fmt: skip
 
 
 def claim_rate(rows: list[dict], prefix: str) -> float:
@@ -184,16 +185,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             gold = [au for au, _ in strongest_present(ev)]
             faith = check_faithfulness(text, ev)
             engine = analyze(ev)
-            engine_faith = check_analysis(engine, ev)
             out_rows.append({
                 "id": r["id"], "label": r["label"], "output": text, "format_ok": parsed.format_ok,
                 "emotion": parsed.emotion, "aus": parsed.aus, "gold_aus": gold,
                 "au_f1": au_f1(parsed.aus or [], gold) if parsed.format_ok else 0.0,
-                "faithful": not faith.unsupported_aus and not faith.unsupported_times,
-                "claims": faith.n_claims, "unsupported_claims": unsupported(faith),
                 "think_aus": parsed.think_aus, "engine": engine.emotion, "engine_aus": engine.aus,
-                "engine_faithful": not engine_faith.unsupported_aus and not engine_faith.unsupported_times,
-                "engine_claims": engine_faith.n_claims, "engine_unsupported_claims": unsupported(engine_faith),
+                **faith_fields(faith), **faith_fields(check_analysis(engine, ev), "engine_"),
             })  # fmt: skip
         print(f"{len(out_rows)}/{len(with_face)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     no_face = [r for r in rows if r["evidence"] is None]
@@ -333,15 +330,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from emoreason.models.packaged import export
 
     adapters = dict(a.split("=", 1) for a in args.adapters)
-    trained = json.loads((Path(adapters[list(adapters)[-1]]) / "emoreason_train.json").read_text())
+    summaries = {s: json.loads((Path(d) / "emoreason_train.json").read_text()) for s, d in adapters.items()}
     modalities = (
-        trained.get("trained_modalities")
+        summaries[list(adapters)[-1]].get("trained_modalities")
         or json.loads((args.merged / "config.json").read_text())["trained_modalities"]
     )
     out = export(args.merged, adapters, args.out, base="smollm2-135m",
                  build_kw={"face_config": {"use_reader": True}, "seed": 0}, trained_modalities=modalities,
-                 extra={"stages": {s: json.loads((Path(d) / "emoreason_train.json").read_text()).get("stage")
-                                   for s, d in adapters.items()}})  # fmt: skip
+                 extra={"stages": {s: summary.get("stage") for s, summary in summaries.items()}})  # fmt: skip
     print(json.dumps({"out": str(out)}))
     return 0
 

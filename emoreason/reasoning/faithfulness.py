@@ -77,6 +77,11 @@ class FaithfulnessResult:
     def ok(self) -> bool:
         return not self.unsupported_aus and not self.unsupported_times and not self.contradictions
 
+    @property
+    def n_unsupported(self) -> int:
+        """The claims the evidence does not hold: AUs it does not show, times no event is near, contradictions."""
+        return len(self.unsupported_aus) + len(self.unsupported_times) + len(self.contradictions)
+
 
 def _tolerance(ev: Evidence) -> float:
     fps = ev.media.sample_fps
@@ -222,9 +227,9 @@ def check_faithfulness(
                 contradictions.append(f"probability: {m.group(0)} — the fused probability of {e} is "
                                       f"{probabilities[e]:.4f}")  # fmt: skip
 
-    bad = len(bad_aus) + len(bad_times) + len(contradictions)
-    score = 1.0 - bad / n if n else 1.0
-    return FaithfulnessResult(bad_aus, bad_times, contradictions, n, round(max(score, 0.0), 4))
+    result = FaithfulnessResult(bad_aus, bad_times, contradictions, n)
+    result.score = round(max(1.0 - result.n_unsupported / n, 0.0), 4) if n else 1.0
+    return result
 
 
 def check_analysis(analysis: object, evidence: Evidence) -> FaithfulnessResult:
