@@ -571,3 +571,33 @@ def test_multimodal_evaluation_and_synthesis_read_the_clip(smoke, tmp_path, monk
     assert (counts["clips"], counts["generated"]) == (n_clips, 4 * n_clips)
     assert [c[0] for c in calls] == [4] * n_clips
     assert len(list(iter_jsonl(out.with_suffix(".jsonl.progress.jsonl")))) == n_clips
+
+
+def test_align_points_the_face_tokens_at_the_words_of_the_evidence(smoke, tmp_path):
+    """train/emoreason_smollm2.py align on the tiny model: the face path learns (its tokens move towards the input
+    embeddings of the words each photo's evidence names), the LLM is untouched, and the saved config records face."""
+    path = Path(__file__).parents[1] / "train" / "emoreason_smollm2.py"
+    spec = importlib.util.spec_from_file_location("emoreason_smollm2", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    testing = importlib.import_module("emoreason.models.emoreason.testing")
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration
+
+    base = testing.tiny_model_dir(tmp_path, trained_modalities=[])
+    rows = tmp_path / "rows"
+    rows.mkdir()
+    shard = Path(smoke["train"])
+    lines = [{**r, "evidence": str(shard.parent / r["evidence"])} for r in iter_jsonl(shard)]  # as rows writes them
+    for name in ("train.jsonl", "heldout.jsonl"):
+        (rows / name).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert script.main(["align", "--model", str(base), "--rows", str(rows), "--out", str(tmp_path / "a"),
+                        "--epochs", "15", "--batch", "8"]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "a" / "emoreason_train.json").read_text())
+    losses = [e["loss"] for e in summary["log_history"]]
+    assert losses[-1] < 0.7 * losses[0]
+    before = EmoReasonForConditionalGeneration.from_pretrained(base).state_dict()
+    after = EmoReasonForConditionalGeneration.from_pretrained(tmp_path / "a")
+    assert after.config.trained_modalities == ["face"]
+    state = after.state_dict()
+    assert all(torch.equal(state[k], before[k]) for k in before if k.startswith("language_model."))
+    assert any(not torch.equal(state[k], before[k]) for k in before if k.startswith("face."))

@@ -46,12 +46,13 @@ MAX_CITED = 4  # AUs cited in the observations, strongest first
 
 
 def strongest_present(ev: Evidence) -> list[tuple[str, float]]:
-    """The AUs the evidence shows (the faithfulness notion of present), strongest first, with their peak intensity."""
+    """The AUs the evidence shows (the faithfulness notion of present), strongest first, with their peak intensity;
+    ties in AU-number order, so that the rows are the same from one run to the next (``present`` is a set)."""
     from emoreason.reasoning.faithfulness import present_aus
 
     present = present_aus(ev)
     peaks = {au: max((v for v in vals if v is not None), default=0.0) for au, vals in ev.aus.intensities.items()}
-    return sorted(((au, peaks.get(au, 0.0)) for au in present), key=lambda x: -x[1])
+    return sorted(((au, peaks.get(au, 0.0)) for au in present), key=lambda x: (-x[1], int(x[0][2:])))
 
 
 def reader_top(ev: Evidence) -> tuple[str, float] | None:
@@ -103,8 +104,11 @@ def cmd_rows(args: argparse.Namespace) -> int:
                "compound": None, "aus": gold, "caption": None, "source": "real_faces", "cot_source": "evidence"}  # fmt: skip
         bucket = int(hashlib.sha256(r["identity"].encode()).hexdigest(), 16) % 10
         (held if bucket == args.heldout_bucket else train).append(row)
+    # the alignment stage's rows: the same photos and questions, the chain of thought alone as the answer (shorter
+    # sequences; the answer's JSON repeats the AUs and the label it names)
+    align = [{**r, "answer": r["answer"].split("</think>")[0] + "</think>"} for r in train]
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train", train), ("heldout", held)):
+    for name, rows in (("train", train), ("heldout", held), ("align", align)):
         atomic_write_text(args.out / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     index = [{"id": r["id"], "label": r["emotion"], "evidence": r["evidence"]} for r in held]
     atomic_write_text(args.out / "heldout_index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
@@ -325,6 +329,98 @@ def cmd_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def align_targets(ev: Evidence, label: str, budget: int) -> list[str]:
+    """The words each face token of a photo is aligned to: the human label, the face reader's label, then the AUs the
+    photo shows, strongest first, as "AU12 (lip corner puller)"; "none" fills the rest."""
+    top = reader_top(ev)
+    words = [label, top[0] if top else "none"] + [f"{au} ({AUS[au].name})" for au, _ in strongest_present(ev)]
+    return (words + ["none"] * budget)[:budget]
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    """Align the face path to the LLM's own word embeddings, the LLM untouched (it does not even run): each face token
+    of a photo learns to point (cosine, and the same norm) at the input embedding of one word of what the photo shows
+    (:func:`align_targets`; the label token weighted by inverse class frequency). Random face tokens are noise to the
+    LLM, and SFT with LoRA then learned the text prior instead (``data_cards/emoreason_smollm2/sft_*_dev.json``); tokens
+    that already sit on the words of the evidence are there to be read."""
+    import numpy as np
+    import torch
+
+    from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
+    from emoreason.training.sft import record_trained_modalities
+
+    torch.manual_seed(args.seed)
+    model = EmoReasonForConditionalGeneration.from_pretrained(args.model)
+    proc = EmoReasonProcessor.from_pretrained(args.model)
+    tok, emb = proc.tokenizer, model.get_input_embeddings().weight.detach()
+    budget = model.config.face_tokens
+
+    def embed(word: str) -> torch.Tensor:
+        return emb[tok(" " + word, add_special_tokens=False)["input_ids"]].mean(0)
+
+    def load(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        rows = list(iter_jsonl(path))
+        feats, targets = [], []
+        for r in rows:
+            ev = Evidence.load(r["evidence"])
+            feats.append(proc.face_features(ev)[0])
+            targets.append(torch.stack([embed(w) for w in align_targets(ev, r["emotion"], budget)]))
+        t = max(len(f) for f in feats)
+        values = np.zeros((len(rows), t, feats[0].shape[1]), np.float32)
+        mask = np.zeros((len(rows), t), bool)
+        for i, f in enumerate(feats):
+            values[i, : len(f)], mask[i, : len(f)] = f, True
+        return torch.from_numpy(values), torch.from_numpy(mask), torch.stack(targets), [r["emotion"] for r in rows]
+
+    xv, xm, xt, labels = load(args.rows / "train.jsonl")
+    hv, hm, _, hlabels = load(args.rows / "heldout.jsonl")
+    classes = sorted(set(labels))
+    counts = {c: labels.count(c) for c in classes}
+    weight = torch.tensor([len(labels) / (len(classes) * counts[c]) for c in labels])
+    label_emb = torch.stack([embed(c) for c in classes])
+    face = model.face
+    opt = torch.optim.AdamW(face.parameters(), lr=args.lr, weight_decay=0.01)
+    log, t0 = [], time.time()
+
+    def heldout_uar() -> float:
+        face.eval()
+        with torch.no_grad():
+            tokens = face(hv, hm)[0][:, 0]
+        face.train()
+        sim = torch.nn.functional.normalize(tokens, dim=-1) @ torch.nn.functional.normalize(label_emb, dim=-1).T
+        pred = [classes[i] for i in sim.argmax(1).tolist()]
+        recalls = [np.mean([p == c for p, g in zip(pred, hlabels) if g == c]) for c in classes if c in hlabels]
+        return float(np.mean(recalls))
+
+    for epoch in range(args.epochs):
+        order = torch.randperm(len(xv))
+        total = 0.0
+        for b in range(0, len(order), args.batch):
+            i = order[b : b + args.batch]
+            tokens, aux, _ = face(xv[i], xm[i])
+            cos = torch.nn.functional.cosine_similarity(tokens, xt[i], dim=-1)
+            ratio = tokens.norm(dim=-1) / xt[i].norm(dim=-1)
+            per = (1 - cos) + (ratio - 1) ** 2
+            per = torch.cat([per[:, :1] * weight[i, None], per[:, 1:]], 1)
+            loss = per.mean() + (model.config.aux_loss_coef * aux if aux is not None else 0.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(i)
+        log.append({"epoch": epoch + 1, "loss": total / len(xv), "heldout_label_uar": heldout_uar()})
+        print(json.dumps(log[-1]), file=sys.stderr, flush=True)
+    face.eval()
+    trained = record_trained_modalities(model, ["face"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.out)
+    proc.save_pretrained(args.out)
+    summary = {"stage": "align", "model": str(args.model), "trained_modalities": trained, "train_rows": len(xv),
+               "epochs": args.epochs, "lr": args.lr, "seconds": round(time.time() - t0, 1), "log_history": log}  # fmt: skip
+    atomic_write_text(args.out / "emoreason_train.json", json.dumps(summary, indent=1))
+    print(json.dumps({k: summary[k] for k in ("stage", "train_rows", "seconds")} | log[-1]))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """The trained parts into the package (``emoreason/assets/emoreason_smollm2``): see emoreason.models.packaged."""
     from emoreason.models.packaged import export
@@ -350,6 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True, type=Path)
     r.add_argument("--heldout-bucket", type=int, default=0, help="identities hashing to this tenth are held out")
     r.set_defaults(func=cmd_rows)
+    a = sub.add_parser("align")
+    a.add_argument("--model", required=True, type=Path, help="the built EmoReason checkpoint (emoreason model build)")
+    a.add_argument("--rows", required=True, type=Path, help="the rows folder (train.jsonl, heldout.jsonl)")
+    a.add_argument("--out", required=True, type=Path)
+    a.add_argument("--epochs", type=int, default=40)
+    a.add_argument("--batch", type=int, default=32)
+    a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=cmd_align)
     e = sub.add_parser("eval")
     e.add_argument("--evidence", required=True, type=Path)
     e.add_argument("--split", default="dev", choices=("dev", "train"))
