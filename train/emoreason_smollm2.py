@@ -2,6 +2,8 @@
 measurement of a checkpoint against the knowledge engine, side by side in one run.
 
     python train/emoreason_smollm2.py rows --evidence results/real_faces_evidence --out results/smollm2/rows
+    python train/emoreason_smollm2.py align --model results/smollm2/base --rows results/smollm2/rows \
+        --out results/smollm2/align
     python train/emoreason_smollm2.py eval --evidence results/real_faces_evidence --model DIR [--lora ADAPTER] \
         --out results/smollm2/eval_sft.json [--per-class-cap N] [--index FILE] [--batch 16]
     python train/emoreason_smollm2.py qa --evidence results/real_faces_evidence --model DIR --out qa.json
