@@ -391,7 +391,9 @@ def cmd_align(args: argparse.Namespace) -> int:
         face.train()
         sim = torch.nn.functional.normalize(tokens, dim=-1) @ torch.nn.functional.normalize(label_emb, dim=-1).T
         pred = [classes[i] for i in sim.argmax(1).tolist()]
-        recalls = [np.mean([p == c for p, g in zip(pred, hlabels, strict=True) if g == c]) for c in classes if c in hlabels]
+        recalls = [
+            np.mean([p == c for p, g in zip(pred, hlabels, strict=True) if g == c]) for c in classes if c in hlabels
+        ]
         return float(np.mean(recalls))
 
     for epoch in range(args.epochs):
