@@ -106,11 +106,8 @@ def cmd_rows(args: argparse.Namespace) -> int:
                "compound": None, "aus": gold, "caption": None, "source": "real_faces", "cot_source": "evidence"}  # fmt: skip
         bucket = int(hashlib.sha256(r["identity"].encode()).hexdigest(), 16) % 10
         (held if bucket == args.heldout_bucket else train).append(row)
-    # the alignment stage's rows: the same photos and questions, the chain of thought alone as the answer (shorter
-    # sequences; the answer's JSON repeats the AUs and the label it names)
-    align = [{**r, "answer": r["answer"].split("</think>")[0] + "</think>"} for r in train]
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train", train), ("heldout", held), ("align", align)):
+    for name, rows in (("train", train), ("heldout", held)):
         atomic_write_text(args.out / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     index = [{"id": r["id"], "label": r["emotion"], "evidence": r["evidence"]} for r in held]
     atomic_write_text(args.out / "heldout_index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
@@ -345,10 +342,11 @@ def cmd_align(args: argparse.Namespace) -> int:
     (:func:`align_targets`; the label token weighted by inverse class frequency). Random face tokens are noise to the
     LLM, and SFT with LoRA then learned the text prior instead (``data_cards/emoreason_smollm2/sft_*_dev.json``); tokens
     that already sit on the words of the evidence are there to be read."""
-    import numpy as np
     import torch
 
+    from emoreason.metrics import classification_scores
     from emoreason.models.emoreason import EmoReasonForConditionalGeneration, EmoReasonProcessor
+    from emoreason.models.emoreason.processing_emoreason import pad_frames
     from emoreason.training.sft import record_trained_modalities
 
     torch.manual_seed(args.seed)
@@ -367,12 +365,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             ev = Evidence.load(r["evidence"])
             feats.append(proc.face_features(ev)[0])
             targets.append(torch.stack([embed(w) for w in align_targets(ev, r["emotion"], budget)]))
-        t = max(len(f) for f in feats)
-        values = np.zeros((len(rows), t, feats[0].shape[1]), np.float32)
-        mask = np.zeros((len(rows), t), bool)
-        for i, f in enumerate(feats):
-            values[i, : len(f)], mask[i, : len(f)] = f, True
-        return torch.from_numpy(values), torch.from_numpy(mask), torch.stack(targets), [r["emotion"] for r in rows]
+        return *pad_frames(feats), torch.stack(targets), [r["emotion"] for r in rows]
 
     xv, xm, xt, labels = load(args.rows / "train.jsonl")
     hv, hm, _, hlabels = load(args.rows / "heldout.jsonl")
@@ -390,11 +383,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             tokens = face(hv, hm)[0][:, 0]
         face.train()
         sim = torch.nn.functional.normalize(tokens, dim=-1) @ torch.nn.functional.normalize(label_emb, dim=-1).T
-        pred = [classes[i] for i in sim.argmax(1).tolist()]
-        recalls = [
-            np.mean([p == c for p, g in zip(pred, hlabels, strict=True) if g == c]) for c in classes if c in hlabels
-        ]
-        return float(np.mean(recalls))
+        return classification_scores([classes[i] for i in sim.argmax(1).tolist()], hlabels)["uar"]
 
     for epoch in range(args.epochs):
         order = torch.randperm(len(xv))

@@ -81,7 +81,8 @@ def _sample_index(times: np.ndarray, duration: float, fps: float, max_frames: in
     return np.where(np.abs(times[prev] - grid) < np.abs(times[idx] - grid), prev, idx)
 
 
-def _pad(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_frames(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip (T_i, ...) arrays → zero-padded (B, max T, ...) float32 values and the (B, max T) mask of real frames."""
     t = max(len(x) for x in items)
     values = np.zeros((len(items), t, *items[0].shape[1:]), np.float32)
     mask = np.zeros((len(items), t), bool)
@@ -321,11 +322,11 @@ class EmoReasonProcessor(ProcessorMixin):
                 )
         data = dict(enc)
         if face_clips:
-            data["face_values"], data["face_mask"] = _pad(face_clips)
+            data["face_values"], data["face_mask"] = pad_frames(face_clips)
             if self.use_crops:
-                data["face_crops"] = _pad(face_crops)[0]
+                data["face_crops"] = pad_frames(face_crops)[0]
         if audio_clips:
-            data["audio_values"], data["audio_mask"] = _pad(audio_clips)
+            data["audio_values"], data["audio_mask"] = pad_frames(audio_clips)
         return BatchFeature(data=data)
 
     def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
