@@ -84,3 +84,51 @@ def evidence_to_text(evidence: Evidence, max_chars: int = DEFAULT_MAX_CHARS) -> 
             if len(text) <= max_chars:
                 return text
     return text[: max(0, max_chars - 3)] + "..."
+
+
+MAX_OBSERVED = 10  # AUs listed in the observations, strongest first
+
+
+def strongest_present(ev: Evidence) -> list[tuple[str, float]]:
+    """The AUs the evidence shows (:func:`emoreason.reasoning.faithfulness.present_aus`, the notion of present that
+    the faithfulness check uses), strongest first, with their peak intensity; ties in AU-number order, so that text
+    written from them is the same from one run to the next."""
+    from emoreason.reasoning.faithfulness import present_aus
+
+    present = present_aus(ev)
+    series = ev.aus.intensities if ev.aus is not None else {}
+    peaks = {au: max((v for v in vals if v is not None), default=0.0) for au, vals in series.items()}
+    for e in ev.au_events:
+        peaks[e.au] = max(peaks.get(e.au, 0.0), e.peak)
+    return sorted(((au, peaks.get(au, 0.0)) for au in present), key=lambda x: (-x[1], int(x[0][2:])))
+
+
+def observations_text(ev: Evidence) -> str:
+    """What the perception stage observed, in two or three short lines for the multimodal model's prompt (beside its
+    face tokens, when its config says ``prompt_observations``): the AUs present (strongest first, peak intensity, and
+    when they happen in a clip), the face reader's top three, and the transcript.
+
+    >>> from emoreason.evidence import MediaInfo
+    >>> print(observations_text(Evidence(media=MediaInfo(path="a.mp4", duration_s=2.0, has_video=True, has_audio=False))))
+    Facial actions seen: none.
+    """
+    aus = strongest_present(ev)[:MAX_OBSERVED]
+    spans: dict[str, list[str]] = {}
+    for e in sorted(ev.au_events, key=lambda e: e.onset):
+        spans.setdefault(e.au, []).append(f"{e.onset:.2f}-{e.offset:.2f} s")
+    parts = []
+    for au, peak in aus:
+        when = f" at {', '.join(spans[au][:2])}" if au in spans else ""
+        parts.append(f"{au} ({AUS[au].name if au in AUS else '?'}) {peak:.1f}{when}")
+    lines = ["Facial actions seen (peak intensity 0-5): " + ", ".join(parts) + "." if parts
+             else "Facial actions seen: none."]  # fmt: skip
+    r = ev.reader
+    rows = [p for p in r.probs if p is not None] if r is not None else []
+    if rows:
+        mean = {label: sum(p[i] for p in rows) / len(rows) for i, label in enumerate(r.labels)}
+        top = sorted(mean, key=lambda k: -mean[k])[:3]
+        lines.append("Face reader: " + ", ".join(f"{k} {mean[k]:.2f}" for k in top) + ".")
+    t = ev.transcript
+    if t is not None and t.text.strip():
+        lines.append(f'Transcript: "{t.text.strip()}"')
+    return "\n".join(lines)

@@ -53,6 +53,7 @@ def trained(tmp_path_factory):
         for t in SPECIAL_TOKENS:
             emb[vocab[t]] += 0.5 * torch.randn_like(emb[vocab[t]])
     merged_model.config.trained_modalities = ["face"]
+    merged_model.config.prompt_observations = True  # SFT taught it to read the observations text too
     merged = root / "merged"
     merged_model.save_pretrained(merged)
     EmoReasonProcessor.from_pretrained(built).save_pretrained(merged)
@@ -72,12 +73,14 @@ def shipped(trained, tmp_path, monkeypatch) -> Path:
 def test_the_rebuilt_model_is_the_trained_one(trained, shipped, tmp_path) -> None:
     _, merged, _, _ = trained
     path = packaged.materialize(NAME, cache=tmp_path / "cache")
-    assert json.loads((path / "config.json").read_text())["trained_modalities"] == ["face"]
+    config = json.loads((path / "config.json").read_text())
+    assert config["trained_modalities"] == ["face"] and config["prompt_observations"] is True
     ev = tiny_evidence(2.0)
     rebuilt, reference = TransformersEngine(path, max_new_tokens=8), TransformersEngine(merged, max_new_tokens=8)
-    _, x = rebuilt.clip.build(ev, QUESTION)
+    prompt, x = rebuilt.clip.build(ev, QUESTION)
     _, y = reference.clip.build(ev, QUESTION)
     assert torch.equal(x["input_ids"], y["input_ids"]) and "face_values" in x
+    assert "Facial actions seen" in prompt  # the prompt the model was trained on: face tokens and observations
     with torch.no_grad():
         a = rebuilt.clip_model.model(**x).logits
         b = reference.clip_model.model(**y).logits

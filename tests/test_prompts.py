@@ -121,3 +121,20 @@ def test_a_missing_prompt_dir_override_is_an_error(tmp_path):
     assert e.value.path == str(missing)
     with pytest.raises(ConfigError, match="prompts folder not found"):
         load_prompt("ask_system_v1", missing)
+
+
+def test_observations_list_what_the_evidence_shows_and_pass_the_faithfulness_check():
+    """The observations text beside the model's face tokens: the AUs present, strongest first, with their times, and
+    the transcript; every AU and time it names passes the faithfulness check (a model that copies it stays faithful)."""
+    from emoreason.evidence_text import observations_text
+    from emoreason.reasoning.faithfulness import check_faithfulness, present_aus
+
+    ev = make_evidence(HAPPY, words="what wonderful news", arousal="even")
+    text = observations_text(ev)
+    assert text.splitlines()[0] == ("Facial actions seen (peak intensity 0-5): AU12 (lip corner puller) 4.0 at "
+                                    "0.50-2.70 s, AU6 (cheek raiser) 3.0 at 0.60-2.60 s.")  # fmt: skip
+    assert text.splitlines()[-1] == 'Transcript: "what wonderful news"'
+    assert {au for au in present_aus(ev) if au in text} == present_aus(ev)
+    check = check_faithfulness(f"<think>Key observations: {text}</think>", ev)
+    assert not check.unsupported_aus and not check.unsupported_times
+    assert observations_text(make_evidence([])).startswith("Facial actions seen: none.")

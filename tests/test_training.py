@@ -100,7 +100,7 @@ def test_model_errors(smoke, tmp_path):
 
     with pytest.raises(ModelError, match="model folder not found"):
         load_model_and_tokenizer(sft_config(smoke, tmp_path, model_name_or_path=tmp_path / "nope"))
-    with pytest.raises(ConfigError, match="use_compressor/num_experts are EmoReason model switches"):
+    with pytest.raises(ConfigError, match="are EmoReason model switches"):
         load_model_and_tokenizer(sft_config(smoke, tmp_path, num_experts=2))
     with pytest.raises(ConfigError, match="evidence_mode 'model' needs an EmoReason checkpoint"):
         load_model_and_tokenizer(sft_config(smoke, tmp_path, evidence_mode="model"))
@@ -390,6 +390,16 @@ def test_multimodal_sft_with_ablation_switches(smoke, tmp_path, ablation):
         r["evidence"] = str(smoke["train"].parent / r["evidence"])
     batch = EvidenceCollator(processor)(rows)
     for i, row in enumerate(rows):
+        kept = batch["labels"][i][batch["labels"][i] != -100]
+        assert processor.tokenizer.decode(kept) == row["answer"] + processor.tokenizer.eos_token
+    # With prompt_observations the prompt also lists what the evidence shows; still only the answer is trained on.
+    from emoreason.evidence import Evidence
+    from emoreason.evidence_text import observations_text
+
+    seen = EvidenceCollator(processor, observations=True)
+    batch = seen(rows)
+    for i, row in enumerate(rows):
+        assert observations_text(Evidence.load(row["evidence"])) in seen.prompt(row)
         kept = batch["labels"][i][batch["labels"][i] != -100]
         assert processor.tokenizer.decode(kept) == row["answer"] + processor.tokenizer.eos_token
 

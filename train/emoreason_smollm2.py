@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from emoreason.evidence import Evidence
+from emoreason.evidence_text import strongest_present
 from emoreason.io import atomic_write_text, iter_jsonl
 from emoreason.knowledge.facs import AUS
 from emoreason.knowledge.prototypes import PROTOTYPES
@@ -45,16 +46,6 @@ from emoreason.parsing import format_answer
 
 SCORED = ("neutral", "happiness", "sadness", "surprise", "disgust", "anger")
 MAX_CITED = 4  # AUs cited in the observations, strongest first
-
-
-def strongest_present(ev: Evidence) -> list[tuple[str, float]]:
-    """The AUs the evidence shows (the faithfulness notion of present), strongest first, with their peak intensity;
-    ties in AU-number order, so that the rows are the same from one run to the next (``present`` is a set)."""
-    from emoreason.reasoning.faithfulness import present_aus
-
-    present = present_aus(ev)
-    peaks = {au: max((v for v in vals if v is not None), default=0.0) for au, vals in ev.aus.intensities.items()}
-    return sorted(((au, peaks.get(au, 0.0)) for au in present), key=lambda x: (-x[1], int(x[0][2:])))
 
 
 def reader_top(ev: Evidence) -> tuple[str, float] | None:

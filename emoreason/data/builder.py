@@ -278,14 +278,17 @@ def clip_messages(
     system_prompt: str = "train_system_v1",
     prompts_dir: str | Path | None = None,
     history: Sequence[dict[str, str]] | None = None,
+    observations: str | None = None,
 ) -> list[dict[str, str]]:
     """The chat prompt for the multimodal model (training and serving alike): system instructions, earlier turns, then
-    the clip's placeholders (face, audio) and the question. The processor turns the placeholders into encoder tokens."""
+    the clip's placeholders (face, audio), the perception stage's ``observations`` as text where the checkpoint reads
+    them (``config.prompt_observations``), and the question. The processor turns the placeholders into encoder tokens."""
     from emoreason.models.emoreason.processing_emoreason import AUDIO_TOKEN, FACE_TOKEN
 
     marks = (FACE_TOKEN if face else "") + (AUDIO_TOKEN if audio else "")
+    body = "\n".join(x for x in (marks, observations, question) if x)
     return [
         {"role": "system", "content": system_prompt_text(system_prompt, prompts_dir)},
         *(history or []),
-        {"role": "user", "content": f"{marks}\n{question}" if marks else question},
+        {"role": "user", "content": body},
     ]

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 PACKAGED: tuple[str, ...] = ("emoreason-smollm2",)
 TOKENS_FILE = "tokens.safetensors"
+# Config fields the training stages set that the packaged checkpoint must carry (the manifest's "config").
+CARRIED_CONFIG = ("trained_modalities", "prompt_observations")
 
 
 def asset_dir(name: str) -> Path:
@@ -116,6 +118,10 @@ def _build(name: str, m: dict[str, Any], tmp: Path) -> None:
         if out_emb.data_ptr() != emb.data_ptr() and "lm_head" in rows:
             out_emb[ids] = rows["lm_head"].to(out_emb.dtype)
     model.config.trained_modalities = list(m["trained_modalities"])
+    for key, value in m.get("config", {}).items():
+        if key not in CARRIED_CONFIG:
+            raise ModelError(f"the manifest sets the config field {key!r}, which a packaged model may not set")
+        setattr(model.config, key, value)
     model.save_pretrained(tmp)
     EmoReasonProcessor.from_pretrained(base).save_pretrained(tmp)
     shutil.rmtree(base)
@@ -150,7 +156,8 @@ def export(merged: str | Path, adapters: dict[str, str | Path], out: str | Path,
     files = [TOKENS_FILE] + [
         f"{s}/{f}" for s in adapters for f in ("adapter_config.json", "adapter_model.safetensors")
     ]
+    carried = {k: getattr(model.config, k) for k in CARRIED_CONFIG if k != "trained_modalities"}
     m = {"base": base, "build": build_kw, "adapters": list(adapters), "trained_modalities": trained_modalities,
-         "sha256": {f: sha256_of(out / f) for f in files}, **(extra or {})}  # fmt: skip
+         "config": carried, "sha256": {f: sha256_of(out / f) for f in files}, **(extra or {})}  # fmt: skip
     (out / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
     return out

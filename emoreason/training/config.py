@@ -64,6 +64,13 @@ class EmoArguments:
     load_in_4bit: bool = field(
         default=False, metadata={"help": "QLoRA: load the LLM in 4-bit NF4 with bitsandbytes (CUDA GPU only)."}
     )
+    prompt_observations: bool | None = field(
+        default=None,
+        metadata={
+            "help": "EmoReason model: also give the evidence's observations as text in the prompt (the AUs present, "
+            "the face reader, the transcript) beside the face tokens; saved in the config, so serving does the same."
+        },
+    )
     use_compressor: bool | None = field(
         default=None, metadata={"help": "Ablation: override the EmoReason config's use_compressor (multimodal only)."}
     )

@@ -55,7 +55,7 @@ def run_grpo(args: EmoGRPOConfig, evidence_formatter: Callable | None = None) ->
         if args.use_vllm:
             raise ConfigError("use_vllm: TRL's vLLM generation cannot carry the EmoReason model's clip inputs")
         processor = tokenizer
-        train = clip_dataset(args, processor)
+        train = clip_dataset(args, processor, model.config.prompt_observations)
         args.remove_unused_columns = False
         trainer = EvidenceGRPOTrainer(
             model=model,
@@ -104,14 +104,14 @@ def run_grpo(args: EmoGRPOConfig, evidence_formatter: Callable | None = None) ->
     return summary
 
 
-def clip_dataset(args: EmoGRPOConfig, processor: Any) -> Any:
+def clip_dataset(args: EmoGRPOConfig, processor: Any, observations: bool = False) -> Any:
     """Rows for :class:`EvidenceGRPOTrainer`: the rendered multimodal prompt and the label columns rewards read."""
     from datasets import Dataset
 
     from emoreason.training.sft import EvidenceCollator
 
     rows = load_rows(args.train_files, require_answer=False)[: args.max_train_samples]
-    collator = EvidenceCollator(processor, args.system_prompt)
+    collator = EvidenceCollator(processor, args.system_prompt, observations)
     return Dataset.from_list(
         [
             {

@@ -82,9 +82,10 @@ def load_model_and_tokenizer(args: EmoArguments, dtype: torch.dtype | None = Non
     mode = resolve_evidence_mode(args, config.model_type)
     if mode == "model":
         return (*_load_multimodal(args, config, dtype), mode)
-    if args.use_compressor is not None or args.num_experts is not None:
+    if args.use_compressor is not None or args.num_experts is not None or args.prompt_observations is not None:
         raise ConfigError(
-            "use_compressor/num_experts are EmoReason model switches; this model is " + config.model_type
+            "use_compressor/num_experts/prompt_observations are EmoReason model switches; this model is "
+            + config.model_type
         )
     tokenizer = AutoTokenizer.from_pretrained(path, **kw)
     if tokenizer.pad_token is None:
@@ -110,6 +111,8 @@ def _load_multimodal(args: EmoArguments, config: Any, dtype: torch.dtype | None)
     except ImportError as e:
         raise ModelError(f"the EmoReason model package is not available: {e}") from None
     changed = False
+    if args.prompt_observations is not None:
+        config.prompt_observations = args.prompt_observations
     for key in ("use_compressor", "num_experts"):
         value = getattr(args, key)
         if value is not None and getattr(config, key) != value:
@@ -131,25 +134,33 @@ def _load_multimodal(args: EmoArguments, config: Any, dtype: torch.dtype | None)
 
 
 class EvidenceCollator:
-    """Batches dataset rows for the multimodal model: the prompt holds a face placeholder and the question, the
+    """Batches dataset rows for the multimodal model: the prompt holds a face placeholder, the evidence's observations
+    as text where the model reads them (``observations``, the config's ``prompt_observations``) and the question; the
     processor turns the row's Evidence into encoder inputs, and the loss covers the answer only."""
 
-    def __init__(self, processor: Any, system_prompt: str = "train_system_v1") -> None:
+    def __init__(self, processor: Any, system_prompt: str = "train_system_v1", observations: bool = False) -> None:
         self.processor = processor
         self.system_prompt = system_prompt
+        self.observations = observations
         self.fed: set[str] = set()  # the modalities whose encoder inputs some batch carried
 
-    def prompt(self, row: dict) -> str:
+    def prompt(self, row: dict, evidence: Any = None) -> str:
         from emoreason.data.builder import clip_messages
 
-        messages = clip_messages(row["question"], face=True, system_prompt=self.system_prompt)
+        obs = None
+        if self.observations:
+            from emoreason.evidence import Evidence
+            from emoreason.evidence_text import observations_text
+
+            obs = observations_text(evidence if evidence is not None else Evidence.load(row["evidence"]))
+        messages = clip_messages(row["question"], face=True, system_prompt=self.system_prompt, observations=obs)
         return self.processor.render(messages, add_generation_prompt=True)[0]
 
     def __call__(self, rows: list[dict]) -> dict:
         from emoreason.evidence import Evidence
 
         evs = [Evidence.load(r["evidence"]) for r in rows]
-        prompts = [self.prompt(r) for r in rows]
+        prompts = [self.prompt(r, ev) for r, ev in zip(rows, evs, strict=True)]
         eos = self.processor.tokenizer.eos_token
         batch = self.processor(text=[p + r["answer"] + eos for p, r in zip(prompts, rows, strict=True)], evidence=evs)
         labels = batch["input_ids"].clone()
@@ -312,7 +323,7 @@ def _run_multimodal_sft(args: EmoSFTConfig, model: Any, processor: Any) -> dict:
 
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
-    collator = EvidenceCollator(processor, args.system_prompt)
+    collator = EvidenceCollator(processor, args.system_prompt, model.config.prompt_observations)
     trainer = ModelLossSFTTrainer(
         model=model,
         args=args,

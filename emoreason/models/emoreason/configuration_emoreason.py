@@ -115,6 +115,10 @@ class EmoReasonConfig(PreTrainedConfig):
     # (emoreason.training.sft). Serving puts a modality's placeholder into the prompt only when it is listed here: an
     # encoder that was never trained reads the clip into noise, so its tokens are not shown to the model at all.
     trained_modalities: list = field(default_factory=list)
+    # Whether the prompt also carries the perception stage's observations as text (emoreason.evidence_text.
+    # observations_text: the AUs present with their intensities and times, the face reader, the transcript) beside the
+    # encoder tokens. Set by the training stage that taught the model to read them; serving builds the same prompt.
+    prompt_observations: bool = False
     use_compressor: bool = True
     num_experts: int = 2
     routing: str = "soft"
