@@ -346,10 +346,10 @@ def test_settings_and_engines(tmp_path):
         make_engine("transformers", tmp_path)
 
 
-def assert_model_engine_answers(engine, clip: Path) -> None:
+def assert_model_engine_answers(engine, clip: Path, question: str = "Is the smile genuine?") -> None:
     """A question about the clip through the API is answered by the model engine, with the evidence attached."""
     with client(engine=engine) as c:
-        r = c.post("/v1/chat/completions", json=chat(data_url(clip), "Is the smile genuine?"))
+        r = c.post("/v1/chat/completions", json=chat(data_url(clip), question))
         assert r.status_code == 200, r.text
         ext = r.json()["emoreason"]
         assert ext["engine"] == "transformers" and ext["qa"]["backend"] == "transformers"

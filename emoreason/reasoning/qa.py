@@ -44,7 +44,7 @@ class _Ctx:
         self.span = None if ev.media.still_image else find_span(question, ev.media.duration_s)
         if self.span is not None:
             self.time = None  # a range, not an instant
-        self.yes_no = bool(_YES_NO.match(question))
+        self.yes_no = is_yes_no(question)
 
     @property
     def has_face(self) -> bool:
@@ -90,6 +90,11 @@ _START = re.compile(r"\b(at|in) the (start|beginning|outset)\b|\bat first\b|\bea
 _END = re.compile(r"\b(at|in|towards?|near) the end\b|\bat the finish\b|\bin the end\b", re.IGNORECASE)
 EDGE_FRACTION = 0.25  # "at the start" / "at the end": the first / last quarter of the clip, and at least one second
 _YES_NO = re.compile(r"^\s*(is|are|was|were|does|do|did|has|have|can|could|would|am)\b", re.IGNORECASE)
+
+
+def is_yes_no(question: str) -> bool:
+    """Whether ``question`` asks for a yes or a no ("Is he surprised?", "Does she look sad?")."""
+    return bool(_YES_NO.match(question))
 
 
 def find_span(question: str, duration: float) -> tuple[float, float] | None:

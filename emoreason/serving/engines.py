@@ -201,7 +201,13 @@ class ClipPrompts:
             version = (st.st_size, st.st_mtime_ns) if (st := _stat(media)) else (-1, -1)  # missing: load_audio says so
             wav = _clip_audio(str(media), *version, self.processor.sampling_rate)
         turns = [{"role": t["role"], "content": t["content"]} for t in history or []]
-        prompt = self.processor.render(clip_messages(question, face=face, audio=wav is not None, history=turns))[0]
+        obs = None
+        if getattr(self.config, "prompt_observations", False):
+            from emoreason.evidence_text import observations_text
+
+            obs = observations_text(evidence)
+        messages = clip_messages(question, face=face, audio=wav is not None, history=turns, observations=obs)
+        prompt = self.processor.render(messages)[0]
         inputs = self.processor(text=prompt, evidence=evidence if face or wav is not None else None, audio=wav,
                                 padding=False)  # fmt: skip
         return prompt, inputs
@@ -232,6 +238,28 @@ class TransformersClipModel:
         from emoreason.reasoning.label_scores import label_probabilities
 
         return label_probabilities(self.model, tokenizer, inputs, reply, device=self.device)
+
+
+# The questions an EmoReason checkpoint was trained to answer (which emotion, why, which AUs, a compound): its
+# training rows ask these and its replies carry the chain of thought and the answer. Other questions (time ranges,
+# change over time, yes/no about a named emotion, the voice, what was said, instructions) go to the rule QA, which
+# answers them from the evidence and says when it cannot.
+MODEL_INTENTS = frozenset({"emotion", "why", "aus", "compound"})
+
+
+def rule_question(evidence: Evidence, question: str) -> str | None:
+    """The rule QA's intent for a question an EmoReason checkpoint was not trained on, else None (the model answers)."""
+    from emoreason.parsing import find_times
+    from emoreason.reasoning.qa import find_span, is_yes_no, match_intent, named_emotion
+
+    intent = match_intent(question)
+    if intent not in MODEL_INTENTS:
+        return intent or "unknown"
+    if find_times(question) or find_span(question, evidence.media.duration_s):
+        return "time_range"
+    if is_yes_no(question) and named_emotion(question):
+        return "yes_no"
+    return None
 
 
 class TransformersEngine:
@@ -346,8 +374,18 @@ class TransformersEngine:
             return qa
         if self.clip is None:
             return ask(evidence, question, backend=self.backend, history=history, analysis=analysis, on_text=on_text)
+        if rule_question(evidence, question) is not None:
+            qa = ask(evidence, question, analysis=analysis)  # the rule QA, under its own name ("engine")
+            if on_text is not None:
+                on_text(qa.answer)
+            return qa
+        from emoreason.parsing import parse_output
+        from emoreason.reasoning.faithfulness import check_faithfulness
+
         text = self.reply(evidence, question, media, history, on_text)
-        return QAAnswer(question=question, answer=text, intent="llm", grounded=True, backend=self.name)
+        check = check_faithfulness(text, evidence)
+        grounded = parse_output(text).format_ok and not check.unsupported_aus and not check.unsupported_times
+        return QAAnswer(question=question, answer=text, intent="llm", grounded=grounded, backend=self.name)
 
 
 class _VLLMGreedy:
