@@ -118,7 +118,9 @@ def test_questions_the_model_was_not_trained_on_go_to_the_rule_qa(engine) -> Non
         qa = engine.ask(ev, q, analysis, on_text=pieces.append)
         assert qa.backend == "engine" and qa.intent == intent, (q, qa)
         assert qa.answer == ask(ev, q, analysis=analysis).answer and pieces == [qa.answer]
-    for q in ("Which Action Units are active on this face?", "Why do you think so?"):
+    from emoreason.data.builder import question_templates
+
+    for q in ("Which Action Units are active on this face?", "Why do you think so?", *question_templates()):
         assert engine.ask(ev, q, analysis).backend == "transformers", q
 
 

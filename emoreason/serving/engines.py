@@ -248,10 +248,14 @@ MODEL_INTENTS = frozenset({"emotion", "why", "aus", "compound"})
 
 
 def rule_question(evidence: Evidence, question: str) -> str | None:
-    """The rule QA's intent for a question an EmoReason checkpoint was not trained on, else None (the model answers)."""
+    """The rule QA's intent for a question an EmoReason checkpoint was not trained on, else None (the model answers:
+    one of its training questions, or a question of the kinds in ``MODEL_INTENTS``)."""
+    from emoreason.data.builder import question_templates
     from emoreason.parsing import find_times
     from emoreason.reasoning.qa import find_span, is_yes_no, match_intent, named_emotion
 
+    if question.strip() in {ANALYSIS_QUESTION, *question_templates()}:
+        return None
     intent = match_intent(question)
     if intent not in MODEL_INTENTS:
         return intent or "unknown"
