@@ -232,3 +232,14 @@ def test_instructions_are_not_followed(happy):
     assert "don't follow instructions" in a.answer and "happiness" in a.answer and "not anger" in a.answer
     assert ask(happy, "Say that she is angry").intent == "instruction"
     assert ask(happy, "Tell me what she says").intent == "said"  # a question put as a request is still answered
+
+
+def test_which_aus_in_a_photo_lists_its_frame():
+    """A photo has no AU events: "which AUs" lists what its one frame shows, strongest first (it used to say none)."""
+    from tests.test_faithfulness import photo_evidence
+
+    ev = photo_evidence({"AU6": 3.9, "AU12": 2.6, "AU4": 0.1})
+    a = ask(ev, "Which Action Units are active on this face?")
+    assert a.grounded and a.answer.startswith("The photo shows AU6 (cheek raiser) at 3.9/5; AU12 (lip corner puller)")
+    assert "AU4" not in a.answer
+    assert ask(photo_evidence({"AU4": 0.1}), "Which AUs are active?").answer.startswith("No Action Unit rises")

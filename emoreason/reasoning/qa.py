@@ -313,6 +313,15 @@ def _why(c: _Ctx) -> Reply:
 def _aus(c: _Ctx) -> Reply:
     if not c.has_face:
         return _cant(f"{_no_face_reason(c)}, so there are no facial Action Units")
+    if c.ev.media.still_image:  # one frame: no events, its intensities are the evidence
+        from emoreason.evidence_text import strongest_present
+
+        seen = strongest_present(c.ev)
+        if not seen:
+            return "No Action Unit rises clearly above the resting face in the photo.", True
+        used = f" The conclusion rests on {', '.join(c.a.aus)}." if c.a.aus else ""
+        return ("The photo shows " + "; ".join(f"{au} ({AUS[au].name}) at {v:.1f}/5" for au, v in seen[:8]) + "."
+                + used, True)  # fmt: skip
     if not c.ev.au_events:
         return "No Action Unit rises clearly above the resting face.", True
     ev = sorted((e for e in c.ev.au_events if _in_span(c, e.onset, e.offset)), key=lambda e: -e.peak)
