@@ -217,7 +217,7 @@ def test_sse_chunks_arrive_before_generation_ends(engine, astronaut_clip, monkey
     done = slow_generation(engine, monkeypatch, delay=0.15)
     with live_server(engine=engine) as (host, port, _):
         base = f"http://{host}:{port}"
-        body = chat(data_url(astronaut_clip), "Is the smile genuine?")
+        body = chat(data_url(astronaut_clip), "Which emotion does the person show?")  # a question the model answers
         with httpx.Client(timeout=60) as c:
             plain = c.post(f"{base}/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
             pieces, early = [], []

@@ -519,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch", type=int, default=16)
-    e.add_argument("--max-new-tokens", type=int, default=384, help="the serving default (an answer cut short fails the format)")
+    e.add_argument(
+        "--max-new-tokens", type=int, default=384, help="the serving default (an answer cut short fails the format)"
+    )
     e.set_defaults(func=cmd_eval)
     q = sub.add_parser("qa")
     q.add_argument("--evidence", required=True, type=Path)
