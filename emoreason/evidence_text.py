@@ -19,6 +19,16 @@ def _events(ev: Evidence, n: int) -> list[str]:
             f"peak {e.peak:.1f}/5" for e in sorted(events, key=lambda e: e.onset)]  # fmt: skip
 
 
+def _mean_top(cue, k: int = 3) -> tuple[list[tuple[str, float]], int]:
+    """An expression cue's ``k`` most probable labels by their mean over the frames that have probabilities, and how
+    many frames that is (([], 0) without a cue)."""
+    rows = [r for r in cue.probs if r is not None] if cue is not None else []
+    if not rows:
+        return [], 0
+    mean = {label: sum(r[i] for r in rows) / len(rows) for i, label in enumerate(cue.labels)}
+    return [(label, mean[label]) for label in sorted(mean, key=lambda x: -mean[x])[:k]], len(rows)
+
+
 def _parts(ev: Evidence, n_events: int, word_times: bool) -> list[str]:
     m = ev.media
     lines = [f"Clip: {m.duration_s:.2f} s, {'video' if m.has_video else 'no video'}, "
@@ -36,13 +46,10 @@ def _parts(ev: Evidence, n_events: int, word_times: bool) -> list[str]:
                 lines.append(f"- ({len(ev.au_events) - n_events} weaker events left out)")
         else:
             lines.append("Facial Action Unit events: none above the resting face.")
-        x = ev.expression
-        rows = [r for r in x.probs if r is not None] if x is not None else []
-        if rows:
-            mean = {label: sum(r[i] for r in rows) / len(rows) for i, label in enumerate(x.labels)}
-            top = sorted(mean, key=lambda k: -mean[k])[:3]
-            lines.append(f"Expression classifier ({x.model}, {len(rows)} frames): "
-                         + ", ".join(f"{k} {mean[k]:.2f}" for k in top) + ".")  # fmt: skip
+        top, n = _mean_top(ev.expression)
+        if top:
+            lines.append(f"Expression classifier ({ev.expression.model}, {n} frames): "
+                         + ", ".join(f"{k} {p:.2f}" for k, p in top) + ".")  # fmt: skip
         poses = [p for p in ev.face.poses if p is not None]
         if poses:
             yaw, pitch = [p.yaw for p in poses], [p.pitch for p in poses]
@@ -122,12 +129,9 @@ def observations_text(ev: Evidence) -> str:
         parts.append(f"{au} ({AUS[au].name if au in AUS else '?'}) {peak:.1f}{when}")
     lines = ["Facial actions seen (peak intensity 0-5): " + ", ".join(parts) + "." if parts
              else "Facial actions seen: none."]  # fmt: skip
-    r = ev.reader
-    rows = [p for p in r.probs if p is not None] if r is not None else []
-    if rows:
-        mean = {label: sum(p[i] for p in rows) / len(rows) for i, label in enumerate(r.labels)}
-        top = sorted(mean, key=lambda k: -mean[k])[:3]
-        lines.append("Face reader: " + ", ".join(f"{k} {mean[k]:.2f}" for k in top) + ".")
+    top, _ = _mean_top(ev.reader)
+    if top:
+        lines.append("Face reader: " + ", ".join(f"{k} {p:.2f}" for k, p in top) + ".")
     t = ev.transcript
     if t is not None and t.text.strip():
         lines.append(f'Transcript: "{t.text.strip()}"')

@@ -93,7 +93,7 @@ def cmd_rows(args: argparse.Namespace) -> int:
         ev = Evidence.load(r["evidence"])
         answer, gold = target(ev, r["label"])
         check = check_faithfulness(answer, ev)
-        if check.unsupported_aus or check.unsupported_times:
+        if not check.cites_only_evidence:
             raise SystemExit(f"rows: {r['id']}: the target names {check.unsupported_aus} the evidence does not show")
         row = {"id": r["id"], "video": None, "audio": None, "evidence": r["evidence"],
                "question": pick_question(r["id"], templates), "answer": answer, "emotion": r["label"],
@@ -138,7 +138,7 @@ def au_f1(pred: list[str], gold: list[str]) -> float:
 def faith_fields(faith, prefix: str = "") -> dict:
     """A prediction row's faithfulness fields: whether the AUs and times it names are in the evidence, its claims and
     the claims the evidence does not hold."""
-    return {f"{prefix}faithful": not faith.unsupported_aus and not faith.unsupported_times,
+    return {f"{prefix}faithful": faith.cites_only_evidence,
             f"{prefix}claims": faith.n_claims, f"{prefix}unsupported_claims": faith.n_unsupported}  # fmt: skip
 
 
@@ -147,6 +147,26 @@ def claim_rate(rows: list[dict], prefix: str) -> float:
     per answer, this is per claim."""
     claims = sum(r[f"{prefix}claims"] for r in rows)
     return round(sum(r[f"{prefix}unsupported_claims"] for r in rows) / claims, 4) if claims else 0.0
+
+
+def greedy_replies(prompts, model, evs: list[Evidence], questions: list[str], batch: int, max_new_tokens: int
+                   ) -> list[str]:  # fmt: skip
+    """The checkpoint's greedy replies to one question per photo, batched with left padding (the serving prompt and
+    processor inputs, :class:`emoreason.serving.engines.ClipPrompts`)."""
+    import torch
+
+    tok = prompts.processor.tokenizer
+    tok.padding_side = "left"
+    replies, t0 = [], time.time()
+    for b in range(0, len(evs), batch):
+        bev, bq = evs[b : b + batch], questions[b : b + batch]
+        texts = [prompts.build(ev, q)[0] for ev, q in zip(bev, bq, strict=True)]
+        x = prompts.processor(text=texts, evidence=bev if prompts.serves("face") else None)
+        with torch.inference_mode():
+            y = model.generate(**x, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        replies += [t.strip() for t in tok.batch_decode(y[:, x["input_ids"].shape[1] :], skip_special_tokens=True)]
+        print(f"{len(replies)}/{len(evs)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    return replies
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -163,33 +183,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = subset(every, args.per_class_cap, args.seed)[: args.limit]
     prompts = ClipPrompts(args.model, args.lora)
     model = TransformersClipModel(args.model, args.max_new_tokens, args.lora).model
-    tok = prompts.processor.tokenizer
-    tok.padding_side = "left"
     out_rows, t0 = [], time.time()
     with_face = [r for r in rows if r["evidence"] is not None]
-    for b in range(0, len(with_face), args.batch):
-        batch = with_face[b : b + args.batch]
-        evs = [Evidence.load(r["evidence"]) for r in batch]
-        texts = [prompts.build(ev, ANALYSIS_QUESTION)[0] for ev in evs]
-        x = prompts.processor(text=texts, evidence=evs if prompts.serves("face") else None)
-        with torch.inference_mode():
-            y = model.generate(**x, max_new_tokens=args.max_new_tokens, do_sample=False,
-                               pad_token_id=tok.pad_token_id)  # fmt: skip
-        replies = tok.batch_decode(y[:, x["input_ids"].shape[1] :], skip_special_tokens=True)
-        for r, ev, text in zip(batch, evs, replies, strict=True):
-            text = text.strip()
-            parsed = parse_output(text)
-            gold = [au for au, _ in strongest_present(ev)]
-            faith = check_faithfulness(text, ev)
-            engine = analyze(ev)
-            out_rows.append({
-                "id": r["id"], "label": r["label"], "output": text, "format_ok": parsed.format_ok,
-                "emotion": parsed.emotion, "aus": parsed.aus, "gold_aus": gold,
-                "au_f1": au_f1(parsed.aus or [], gold) if parsed.format_ok else 0.0,
-                "think_aus": parsed.think_aus, "engine": engine.emotion, "engine_aus": engine.aus,
-                **faith_fields(faith), **faith_fields(check_analysis(engine, ev), "engine_"),
-            })  # fmt: skip
-        print(f"{len(out_rows)}/{len(with_face)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    evs = [Evidence.load(r["evidence"]) for r in with_face]
+    replies = greedy_replies(prompts, model, evs, [ANALYSIS_QUESTION] * len(evs), args.batch, args.max_new_tokens)
+    for r, ev, text in zip(with_face, evs, replies, strict=True):
+        parsed = parse_output(text)
+        gold = [au for au, _ in strongest_present(ev)]
+        faith = check_faithfulness(text, ev)
+        engine = analyze(ev)
+        out_rows.append({
+            "id": r["id"], "label": r["label"], "output": text, "format_ok": parsed.format_ok,
+            "emotion": parsed.emotion, "aus": parsed.aus, "gold_aus": gold,
+            "au_f1": au_f1(parsed.aus or [], gold) if parsed.format_ok else 0.0,
+            "think_aus": parsed.think_aus, "engine": engine.emotion, "engine_aus": engine.aus,
+            **faith_fields(faith), **faith_fields(check_analysis(engine, ev), "engine_"),
+        })  # fmt: skip
     no_face = [r for r in rows if r["evidence"] is None]
     refs = [r["label"] for r in out_rows] + [r["label"] for r in no_face]
 
@@ -302,8 +311,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
     with the model's own analysis (its reply to the analysis question and its label scores), as
     ``TransformersEngine.ask`` does; the knowledge engine's rule QA answers all of them; both are scored the same
     way (:func:`qa_score`)."""
-    import torch
-
+    from emoreason.parsing import parse_output
     from emoreason.reasoning.engine import model_analysis
     from emoreason.reasoning.label_scores import label_probabilities
     from emoreason.reasoning.qa import ask
@@ -315,37 +323,23 @@ def cmd_qa(args: argparse.Namespace) -> int:
     items = [(r, *it) for r in rows for it in qa_items(r)]
     prompts = ClipPrompts(args.model, args.lora)
     model = TransformersClipModel(args.model, args.max_new_tokens, args.lora).model
-    tok = prompts.processor.tokenizer
-    tok.padding_side = "left"
     t0 = time.time()
 
     def generate(pairs: list[tuple[str, str]]) -> list[str]:
-        """Greedy replies to (photo id, question) pairs, batched."""
-        replies = []
-        for b in range(0, len(pairs), args.batch):
-            batch = pairs[b : b + args.batch]
-            bev = [evs[i] for i, _ in batch]
-            texts = [prompts.build(ev, q)[0] for ev, (_, q) in zip(bev, batch, strict=True)]
-            x = prompts.processor(text=texts, evidence=bev if prompts.serves("face") else None)
-            with torch.inference_mode():
-                y = model.generate(**x, max_new_tokens=args.max_new_tokens, do_sample=False,
-                                   pad_token_id=tok.pad_token_id)  # fmt: skip
-            replies += [t.strip() for t in tok.batch_decode(y[:, x["input_ids"].shape[1] :], skip_special_tokens=True)]
-            print(f"{len(replies)}/{len(pairs)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-        return replies
+        """Greedy replies to (photo id, question) pairs."""
+        return greedy_replies(prompts, model, [evs[i] for i, _ in pairs], [q for _, q in pairs], args.batch,
+                              args.max_new_tokens)  # fmt: skip
 
     to_model = [(r["id"], q) for r, _, q, _ in items if rule_question(evs[r["id"]], q) is None]
     model_replies = dict(zip(to_model, generate(to_model), strict=True))
     routed_ids = sorted({r["id"] for r, _, q, _ in items if (r["id"], q) not in model_replies})
     analyses = {}
     for i, text in zip(routed_ids, generate([(i, ANALYSIS_QUESTION) for i in routed_ids]), strict=True):
-        from emoreason.parsing import parse_output
-
         _, x = prompts.build(evs[i], ANALYSIS_QUESTION)
         p = parse_output(text)
         analyses[i] = model_analysis(evs[i], reasoner=str(args.model), text=text, think=p.think or text,
                                      emotion=p.emotion or "uncertain", compound=p.compound, aus=p.aus,
-                                     probabilities=label_probabilities(model, tok, x, text))  # fmt: skip
+                                     probabilities=label_probabilities(model, prompts.processor.tokenizer, x, text))  # fmt: skip
     out = []
     for r, kind, q, named in items:
         ev = evs[r["id"]]

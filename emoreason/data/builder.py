@@ -175,7 +175,7 @@ def _labelled_answer(
         if engine.think is None:
             raise DataError(f"the reasoner wrote no <think> block for clip {clip.id!r}: {text[:80]!r}")
         result = faithfulness_fn(text, ev)
-        if result.unsupported_aus or result.unsupported_times:
+        if not result.cites_only_evidence:
             stats.drop("unfaithful", clip.id)
             return None
         if clip.emotion is not None and engine.emotion != clip.emotion:

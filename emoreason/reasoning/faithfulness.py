@@ -75,7 +75,12 @@ class FaithfulnessResult:
 
     @property
     def ok(self) -> bool:
-        return not self.unsupported_aus and not self.unsupported_times and not self.contradictions
+        return self.cites_only_evidence and not self.contradictions
+
+    @property
+    def cites_only_evidence(self) -> bool:
+        """Every AU and time the text names is in the evidence (the per-answer faithfulness notion)."""
+        return not self.unsupported_aus and not self.unsupported_times
 
     @property
     def n_unsupported(self) -> int:

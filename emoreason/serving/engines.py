@@ -247,14 +247,21 @@ class TransformersClipModel:
 MODEL_INTENTS = frozenset({"emotion", "why", "aus", "compound"})
 
 
+@functools.cache
+def _training_questions() -> frozenset[str]:
+    """The questions an EmoReason checkpoint's training rows ask (read once)."""
+    from emoreason.data.builder import question_templates
+
+    return frozenset({ANALYSIS_QUESTION, *question_templates()})
+
+
 def rule_question(evidence: Evidence, question: str) -> str | None:
     """The rule QA's intent for a question an EmoReason checkpoint was not trained on, else None (the model answers:
     one of its training questions, or a question of the kinds in ``MODEL_INTENTS``)."""
-    from emoreason.data.builder import question_templates
     from emoreason.parsing import find_times
     from emoreason.reasoning.qa import find_span, is_yes_no, match_intent, named_emotion
 
-    if question.strip() in {ANALYSIS_QUESTION, *question_templates()}:
+    if question.strip() in _training_questions():
         return None
     intent = match_intent(question)
     if intent not in MODEL_INTENTS:
@@ -371,24 +378,20 @@ class TransformersEngine:
         media: Path | None = None,
         on_text: OnText | None = None,
     ) -> QAAnswer:
-        if not question.strip():
-            qa = ask(evidence, question, analysis=analysis)  # the engine's "the question is empty" answer
+        if not question.strip() or (self.clip is not None and rule_question(evidence, question) is not None):
+            # the rule QA, under its own name ("engine"): an empty question, or one the checkpoint was not trained on
+            qa = ask(evidence, question, analysis=analysis)
             if on_text is not None:
                 on_text(qa.answer)
             return qa
         if self.clip is None:
             return ask(evidence, question, backend=self.backend, history=history, analysis=analysis, on_text=on_text)
-        if rule_question(evidence, question) is not None:
-            qa = ask(evidence, question, analysis=analysis)  # the rule QA, under its own name ("engine")
-            if on_text is not None:
-                on_text(qa.answer)
-            return qa
         from emoreason.parsing import parse_output
         from emoreason.reasoning.faithfulness import check_faithfulness
 
         text = self.reply(evidence, question, media, history, on_text)
         check = check_faithfulness(text, evidence)
-        grounded = parse_output(text).format_ok and not check.unsupported_aus and not check.unsupported_times
+        grounded = parse_output(text).format_ok and check.cites_only_evidence
         return QAAnswer(question=question, answer=text, intent="llm", grounded=grounded, backend=self.name)
 
 
