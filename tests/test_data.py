@@ -28,6 +28,7 @@ from emoreason.data.formats import compound_majority, load_disfa_labels
 from emoreason.errors import ConfigError, DataError
 from emoreason.evidence import Evidence
 from emoreason.parsing import format_answer, parse_output
+from emoreason.reasoning.faithfulness import FaithfulnessResult
 from tests.fixtures.train.synth import evidence_text, make_evidence
 
 FIX = Path(__file__).parent / "fixtures" / "train"
@@ -264,7 +265,9 @@ def fake_engine(ev: Evidence) -> str:
 def fake_checker(text: str, ev: Evidence):
     shown = {e.au for e in ev.au_events}
     bad = [a for a in parse_output(text).think_aus if a not in shown]
-    return types.SimpleNamespace(unsupported_aus=bad, unsupported_times=[], score=0.0 if bad else 1.0)
+    return FaithfulnessResult(
+        unsupported_aus=bad, n_claims=len(parse_output(text).think_aus), score=0.0 if bad else 1.0
+    )
 
 
 @pytest.fixture
