@@ -102,6 +102,14 @@ def test_vllm_engine_chat_matches_transformers_backend(tiny, tmp_path) -> None:
     assert engine.name == "vllm" and engine.backend.name == "vllm" and engine.clip is None
     assert engine.backend.chat(messages) == want
     assert engine.backend.chat(messages) == want  # reusable
+    pieces, running = [], []
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        running.append(engine.backend.llm.llm_engine.has_unfinished_requests())
+
+    assert engine.backend.chat(messages, on_text) == want  # streamed: the same reply
+    assert "".join(pieces) == want and len(pieces) > 1 and running[0]  # in pieces, the first while generating
 
 
 # (face clip?, audio clip?, seconds): several clip lengths in one vLLM batch, so the batched encoders pad and mask.
@@ -208,6 +216,14 @@ def test_vllm_engine_reads_the_clip_with_and_without_a_lora_adapter(served) -> N
     request = VLLMClipModel.request(prompt, x)
     assert set(request["multi_modal_data"]) == {"face", "audio"} and "Evidence from the clip" not in prompt
     assert engine.reply(ev, QUESTION, media=wav) == want_lora
+    pieces, running = [], []
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        running.append(engine.clip_model.llm.llm_engine.has_unfinished_requests())
+
+    assert engine.reply(ev, QUESTION, media=wav, on_text=on_text) == want_lora  # streamed: the same reply
+    assert "".join(pieces) == want_lora and len(pieces) > 1 and all(running[:-1]) and running[0]
     base = VLLMClipModel(engine.clip_model.llm, 8)  # same engine, no adapter
     assert base.generate(prompt, x, engine.clip.processor.tokenizer) == want_base
     analysis = engine.analyze(ev, media=wav)

@@ -19,13 +19,14 @@ names the model as its ``reasoner``; the evidence cues the reply does not give (
 arousal, modality agreement, caption) are the knowledge engine's reading and are listed in ``Analysis.engine_fields``.
 
 ``on_text``: the model engines hand each piece of the reply to this callback as it is generated (transformers'
-``TextStreamer``), for real streaming; vLLM's in-process ``LLM`` hands the reply over once it is done, and so does the
-knowledge engine, whose answer is written at once.
+``TextStreamer``; on vLLM, each engine step's new text), for real streaming; the knowledge engine's answer is written
+at once, and handed over whole.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -406,6 +407,7 @@ class _VLLMGreedy:
         self.max_new_tokens = max_new_tokens
         self.lora_request = lora_request
         self._lock = threading.Lock()
+        self._ids = itertools.count()
 
     @property
     def max_new_tokens(self) -> int:
@@ -419,11 +421,38 @@ class _VLLMGreedy:
 
     def _run(self, method: str, request: Any, on_text: OnText | None = None) -> str:
         with self._lock:
+            if on_text is not None:
+                return self._stream(method, request, on_text)
             out = getattr(self.llm, method)(request, self.params, use_tqdm=False, lora_request=self.lora_request)
-        text = out[0].outputs[0].text.strip()
-        if on_text is not None:
-            on_text(text)  # the in-process LLM returns the reply whole
-        return text
+        return out[0].outputs[0].text.strip()
+
+    def _stream(self, method: str, request: Any, on_text: OnText) -> str:
+        """The reply token by token: ``LLM.generate``/``chat`` report only finished requests, so the request goes to
+        the ``LLM``'s engine itself with delta outputs, and each step's new text is handed on as the engine makes it
+        (the same greedy sampling, so the same tokens). A chat is rendered with the tokenizer's chat template first."""
+        from vllm.sampling_params import RequestOutputKind
+
+        from emoreason.reasoning.backends import StrippedStream
+
+        if method == "chat":
+            tok = self.llm.get_tokenizer()
+            request = {"prompt": tok.apply_chat_template(request, tokenize=False, add_generation_prompt=True)}
+        params = self.params.clone()
+        params.output_kind = RequestOutputKind.DELTA
+        engine = self.llm.llm_engine
+        rid = f"emoreason-stream-{next(self._ids)}"
+        engine.add_request(rid, request, params, lora_request=self.lora_request)
+        stream, pieces = StrippedStream(on_text), []
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.request_id == rid and out.outputs:
+                        pieces.append(out.outputs[0].text)
+                        stream(pieces[-1])
+        except BaseException:
+            engine.abort_request([rid])
+            raise
+        return "".join(pieces).strip()
 
     def label_scores(self, prompt: str, inputs: Any, tokenizer: Any, reply: str) -> dict[str, float]:
         """No label scores on vLLM yet: the analysis then carries no probabilities rather than another engine's."""
