@@ -65,6 +65,12 @@ from emoreason.models.build import build
 build(sys.argv[1], sys.argv[2])
 """
 
+_MATERIALIZE = """
+import sys
+from emoreason.models.packaged import resolve_checkpoint
+print(resolve_checkpoint(sys.argv[1]))
+"""
+
 _HF = """
 import json, sys, time, torch
 from transformers import AutoProcessor
@@ -76,19 +82,30 @@ n, k, bs, ignore_eos = spec["prompts"], spec["max_tokens"], spec["hf_batch"], sp
 qs = spec["questions"]
 proc = AutoProcessor.from_pretrained(d)
 proc.tokenizer.padding_side = "left"
-prompts = [proc.render(clip_messages(qs[i % len(qs)], face=True, audio=True))[0] for i in range(n)]
-evs = [tiny_evidence(seed=i) for i in range(n)]
-auds = [tiny_audio(seed=i) for i in range(n)]
+if spec["evidence"]:  # a trained checkpoint: real evidence, the serving prompt (observations, trained modalities)
+    from emoreason.evidence import Evidence
+    from emoreason.serving.engines import ClipPrompts
+    clip_prompts = ClipPrompts(d)
+    evs = [Evidence.load(spec["evidence"][i % len(spec["evidence"])]) for i in range(n)]
+    prompts = [clip_prompts.build(ev, qs[i % len(qs)])[0] for i, ev in enumerate(evs)]
+    if clip_prompts.serves("audio"):
+        raise SystemExit("this bench gives a trained checkpoint photos' evidence only (no audio)")
+    auds = None
+else:
+    prompts = [proc.render(clip_messages(qs[i % len(qs)], face=True, audio=True))[0] for i in range(n)]
+    evs = [tiny_evidence(seed=i) for i in range(n)]
+    auds = [tiny_audio(seed=i) for i in range(n)]
+aud = lambda s, e: None if auds is None else auds[s:e]
 model = EmoReasonForConditionalGeneration.from_pretrained(d).eval()
 eos = model.generation_config.eos_token_id
 eos = set(eos if isinstance(eos, list) else [eos])
 kw = {"max_new_tokens": k, "do_sample": False, **({"min_new_tokens": k} if ignore_eos else {})}
 with torch.no_grad():  # warm-up, as on the vLLM side
-    model.generate(**proc(text=prompts[:1], evidence=evs[:1], audio=auds[:1]), max_new_tokens=2, do_sample=False)
+    model.generate(**proc(text=prompts[:1], evidence=evs[:1], audio=aud(0, 1)), max_new_tokens=2, do_sample=False)
 items, answers, toks, gen, computed = [], [], 0, 0.0, 0
 with torch.no_grad():
     for s in range(0, n, bs):
-        x = proc(text=prompts[s:s+bs], evidence=evs[s:s+bs], audio=auds[s:s+bs], return_tensors="pt")
+        x = proc(text=prompts[s:s+bs], evidence=evs[s:s+bs], audio=aud(s, s+bs), return_tensors="pt")
         t1 = time.perf_counter()
         y = model.generate(**x, **kw)
         gen += time.perf_counter() - t1
@@ -99,8 +116,8 @@ with torch.no_grad():
                 row = row[:next((i + 1 for i, t in enumerate(row) if t in eos), len(row))]
             answers.append(row)
             toks += len(row)
-            xi = proc(text=[prompts[s+j]], evidence=[evs[s+j]], audio=[auds[s+j]], return_tensors="pt")
-            items.append({"prompt": prompts[s+j], **{kk: xi[kk][0] for kk in ("face_values", "face_mask", "audio_values", "audio_mask")}})
+            xi = proc(text=[prompts[s+j]], evidence=[evs[s+j]], audio=aud(s+j, s+j+1), return_tensors="pt")
+            items.append({"prompt": prompts[s+j], **{kk: xi[kk][0] for kk in ("face_values", "face_mask", "audio_values", "audio_mask") if kk in xi}})
 torch.save({"items": items, "answers": answers, "tokens": toks, "computed": computed, "seconds": gen,
             "prompt_tokens": [len(proc.tokenizer(p)["input_ids"]) for p in prompts]}, out)
 """
@@ -112,6 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=None, help="default: 64 (random models), 128 (pretrained)")
     ap.add_argument("--hf-batch", type=int, default=8, help="transformers generate batch size")
     ap.add_argument("--text", choices=sorted(TEXT_MODELS), default="tiny", help="the text model's shape")
+    ap.add_argument(
+        "--model",
+        help="a trained EmoReason checkpoint instead of --text: a packaged model's name (emoreason-smollm2, built in "
+        "the --hf-python environment) or a checkpoint folder; needs --evidence",
+    )
+    ap.add_argument(
+        "--evidence",
+        type=Path,
+        help="with --model: a JSONL index whose rows name evidence files (e.g. the dev split's, from "
+        "train/emoreason_smollm2.py); the prompts are the server's for those photos and the analysis question",
+    )
     ap.add_argument(
         "--eager",
         action="store_true",
@@ -132,30 +160,45 @@ def main(argv: list[str] | None = None) -> int:
     from vllm import LLM, SamplingParams
 
     from emoreason.models.emoreason.testing import tiny_model_dir
+    from emoreason.serving.engines import ANALYSIS_QUESTION
 
-    pretrained = isinstance(TEXT_MODELS[args.text], str)
+    if (args.model is None) != (args.evidence is None):
+        ap.error("--model and --evidence go together")
+    pretrained = args.model is not None or isinstance(TEXT_MODELS[args.text], str)
     if args.max_tokens is None:
-        args.max_tokens = 128 if pretrained else 64
+        args.max_tokens = 384 if args.model else 128 if pretrained else 64  # 384: the server's answer limit
     tmp = Path(tempfile.mkdtemp(prefix="bench_vllm_"))
-    if pretrained:  # built in the transformers environment, which has the packaged base
+    evidence, questions = [], QUESTIONS
+    if args.model is not None:  # materialised in the transformers environment, which has the packaged base
+        run = subprocess.run(
+            [args.hf_python, "-c", _MATERIALIZE, args.model], check=True, capture_output=True, text=True
+        )
+        model_dir = Path(run.stdout.strip().splitlines()[-1])
+        rows = [json.loads(line) for line in args.evidence.read_text().splitlines() if line.strip()]
+        evidence = [r["evidence"] for r in rows if r.get("evidence")]
+        if not evidence:
+            ap.error(f"{args.evidence}: no rows with an evidence file")
+        questions = [ANALYSIS_QUESTION]  # the question the model was trained to answer
+    elif pretrained:  # built in the transformers environment, which has the packaged base
         model_dir = tmp / f"emoreason-{args.text}"
         subprocess.run([args.hf_python, "-c", _BUILD, TEXT_MODELS[args.text], str(model_dir)], check=True)
     else:
         model_dir = tiny_model_dir(tmp, text_config=TEXT_MODELS[args.text])
     ref = tmp / "hf.pt"
     spec = {"prompts": args.prompts, "max_tokens": args.max_tokens, "hf_batch": args.hf_batch}
-    spec |= {"ignore_eos": not pretrained, "questions": QUESTIONS}
+    spec |= {"ignore_eos": not pretrained, "questions": questions, "evidence": evidence}
     subprocess.run([args.hf_python, "-c", _HF, str(model_dir), str(ref), json.dumps(spec)], check=True)
     hf = torch.load(ref)
     llm = LLM(model=str(model_dir), dtype="float32", max_model_len=1024, enforce_eager=args.eager,
               enable_mm_embeds=True, max_num_seqs=max(args.prompts, 8),
               enable_prefix_caching=not args.no_prefix_caching)  # fmt: skip
-    reqs = [
+    reqs = [  # the face/audio arrays the checkpoint is given (a trained one: the modalities it was trained on)
         {
             "prompt": it["prompt"],
             "multi_modal_data": {
-                "face": {"face_values": it["face_values"], "face_mask": it["face_mask"]},
-                "audio": {"audio_values": it["audio_values"], "audio_mask": it["audio_mask"]},
+                m: {f"{m}_values": it[f"{m}_values"], f"{m}_mask": it[f"{m}_mask"]}
+                for m in ("face", "audio")
+                if f"{m}_values" in it
             },
         }
         for it in hf["items"]
@@ -169,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     v_answers = [list(o.outputs[0].token_ids) for o in outs]
     v_toks = sum(map(len, v_answers))
     res = {
-        "text_model": args.text,
+        "model": args.model or args.text,
         "prompts": args.prompts,
         "hf_batch": args.hf_batch,
         "max_tokens": args.max_tokens,

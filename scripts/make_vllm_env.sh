@@ -35,12 +35,10 @@ trap 'rm -f "$CONSTRAINTS"' EXIT
   > "$CONSTRAINTS"
 echo "[make_vllm_env] pinned:"; sed 's/^/    /' "$CONSTRAINTS"
 
-echo "[make_vllm_env] emoreason (editable, no deps) and its runtime deps"
+echo "[make_vllm_env] emoreason (editable, no deps) and its runtime deps (pyproject.toml's, under the pins above)"
 "${PIP[@]}" install --no-deps -e "$ROOT"
-"${PIP[@]}" install -c "$CONSTRAINTS" \
-  "pydantic>=2.6" "librosa>=0.10" "av>=12" "soundfile>=0.12" "scipy>=1.11" "pyyaml>=6" "tqdm>=4.66" \
-  "safetensors>=0.4" "matplotlib>=3.8" "fastapi>=0.110" "uvicorn>=0.29" "python-multipart>=0.0.9" "httpx>=0.27" \
-  "opencv-python-headless>=4.8" "ai-edge-litert>=1.2" "peft>=0.13" "pytest>=8"
+mapfile -t DEPS < <("$VENV/bin/python" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$ROOT/pyproject.toml")
+"${PIP[@]}" install -c "$CONSTRAINTS" "${DEPS[@]}" "pytest>=8"
 
 echo "[make_vllm_env] checking"
 VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 "$VENV/bin/python" - <<'PY'
