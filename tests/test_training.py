@@ -68,6 +68,26 @@ def test_recipe_errors(tmp_path):
         parse_recipe(SynthesisConfig, recipe).thresholds()
 
 
+def test_adapter_fields_are_trls_model_config(tmp_path):
+    """The recipe's LoRA fields are TRL's ModelConfig's, and TRL's get_peft_config builds the adapter config."""
+    from peft import LoraConfig
+    from trl import ModelConfig
+
+    from emoreason.training.sft import lora_config
+
+    recipe = RECIPES / "grpo_emoreason_smollm2_cpu.yaml"
+    cfg = parse_recipe(EmoGRPOConfig, recipe, ["--output_dir", str(tmp_path)])
+    assert isinstance(cfg, ModelConfig)
+    lora = lora_config(cfg)
+    assert isinstance(lora, LoraConfig) and (lora.r, lora.lora_alpha, lora.lora_dropout) == (16, 32, 0.0)
+    assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"} and lora.modules_to_save == ["face"]
+    full = parse_recipe(EmoGRPOConfig, recipe, ["--output_dir", str(tmp_path), "--use_peft", "false"])
+    assert lora_config(full) is None
+    (tmp_path / "old.yaml").write_text(recipe.read_text().replace("use_peft:", "use_lora:"))
+    with pytest.raises(ConfigError, match="use_lora"):  # the old name is an unknown field, said as such
+        parse_recipe(EmoGRPOConfig, tmp_path / "old.yaml", ["--output_dir", str(tmp_path)])
+
+
 def sft_config(smoke, out: Path, **fields) -> EmoSFTConfig:
     base = {"model_name_or_path": smoke["model"], "train_files": [smoke["train"]], "output_dir": out}
     return parse_recipe(EmoSFTConfig, RECIPES / "sft_smoke.yaml", overrides(smoke, **(base | fields)))
@@ -496,7 +516,7 @@ def test_multimodal_grpo_reads_the_clip_through_the_face_encoder(smoke, tmp_path
             *overrides(smoke, model_name_or_path=base, train_files=[smoke["train"]], output_dir=tmp_path / "grpo"),
             *["--beta", str(beta), "--max_completion_length", "8", "--num_generations", "4"],
             *["--per_device_train_batch_size", "4", "--reward_funcs", "length", "--reward_weights", "1.0"],
-            *["--use_lora", lora],
+            *["--use_peft", lora],
             *(["--lora_modules_to_save", "face"] if lora == "true" else []),
         ],
     )

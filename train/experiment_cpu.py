@@ -129,7 +129,7 @@ def held_out(
             str(model),
             "--train_files",
             str(shards["train"]),
-            "--use_lora",
+            "--use_peft",
             "false",
             "--system_prompt",
             system_prompt,
@@ -177,7 +177,7 @@ def run_text_seed(a: argparse.Namespace, shards: dict[str, Path], seed: int) -> 
     from tests.fixtures.train.tiny_model import default_corpus, make_tiny_model
 
     out = a.out / f"seed{seed}"
-    common = ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
+    common = ["--train_files", str(shards["train"]), "--use_peft", "false", "--no_auto_resume", "--seed", str(seed)]
     common += ["--save_steps", "100000", "--system_prompt", a.system_prompt]
     corpus = default_corpus() + [system_prompt_text(a.system_prompt)] * 3 + _answers(shards["train"])[:60]
     res: dict[str, Any] = {"held_out": {}, "seconds": {}}
@@ -234,7 +234,7 @@ def grpo_args(a: argparse.Namespace, model: Path, output_dir: Path, max_new_toke
 def mm_sft_args(a: argparse.Namespace, base: Path, output_dir: Path, shards: dict[str, Path], seed: int) -> list[str]:
     """The multimodal SFT stage's recipe overrides (full fine-tuning), shared by the ablation and the GRPO run."""
     args = ["--model_name_or_path", str(base), "--output_dir", str(output_dir), "--max_steps", str(a.mm_steps)]
-    args += ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
+    args += ["--train_files", str(shards["train"]), "--use_peft", "false", "--no_auto_resume", "--seed", str(seed)]
     args += ["--per_device_train_batch_size", str(a.sft_batch), "--learning_rate", str(a.sft_lr)]
     args += ["--system_prompt", a.system_prompt, "--lr_scheduler_type"]
     return args + ["cosine", "--warmup_steps", "0.05", "--logging_steps", "10", "--save_steps", "100000"]
@@ -305,7 +305,7 @@ def run_multimodal_grpo(a: argparse.Namespace, shards: dict[str, Path], seed: in
 
     out = a.out / f"mm_seed{seed}"
     base = tiny_model_dir(out, text_config={"max_position_embeddings": 2048})
-    common = ["--train_files", str(shards["train"]), "--use_lora", "false", "--no_auto_resume", "--seed", str(seed)]
+    common = ["--train_files", str(shards["train"]), "--use_peft", "false", "--no_auto_resume", "--seed", str(seed)]
     common += ["--save_steps", "100000", "--system_prompt", a.system_prompt]
     res: dict[str, Any] = {"held_out": {}, "seconds": {}}
     if not (a.reuse_sft and (out / "sft" / "emoreason_train.json").exists()):

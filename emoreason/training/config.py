@@ -1,4 +1,6 @@
-"""Training configuration: TRL's ``SFTConfig``/``GRPOConfig`` extended with EmoReason's model, data and LoRA fields.
+"""Training configuration: TRL's ``SFTConfig``/``GRPOConfig`` extended with TRL's ``ModelConfig`` (the model, LoRA and
+quantisation fields, turned into peft/bitsandbytes configs by TRL's ``get_peft_config``/``get_quantization_config``)
+and EmoReason's data and model fields.
 
 Recipes (``train/recipes/*.yaml``) set these fields; :func:`parse_recipe` reads a recipe plus command-line overrides with
 TRL's ``TrlParser``, the way TRL's own scripts do. Every field carries ``metadata={"help": ...}`` so ``--help`` lists
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from trl import GRPOConfig, SFTConfig, TrlParser
+from trl import GRPOConfig, ModelConfig, SFTConfig, TrlParser
 
 from emoreason.errors import ConfigError
 
@@ -20,8 +22,10 @@ T = TypeVar("T")
 
 
 @dataclass
-class EmoArguments:
-    """Model, data and adapter fields shared by SFT, GRPO and synthesis."""
+class EmoArguments(ModelConfig):
+    """Model, data and adapter fields shared by SFT, GRPO and synthesis: TRL's ``ModelConfig`` (``use_peft``,
+    ``lora_*``, ``load_in_4bit``, ``bnb_4bit_quant_type``, ``use_bnb_nested_quant``, ``dtype``, …) with EmoReason's
+    defaults, and the fields below."""
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Local model folder (a causal LM, or an EmoReason multimodal checkpoint)."}
@@ -45,24 +49,21 @@ class EmoArguments:
         default="train_system_v1", metadata={"help": "Prompt name (emoreason/prompts/<name>.md) for the system turn."}
     )
     user_prompt: str = field(default="train_user_v1", metadata={"help": "Prompt file for the user turn."})
-    use_lora: bool = field(
+    use_peft: bool = field(
         default=True, metadata={"help": "Train LoRA adapters on the LLM instead of all its weights."}
     )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] = field(
+    lora_target_modules: list[str] | None = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         metadata={"help": "LLM modules that get LoRA adapters."},
     )
-    lora_modules_to_save: list[str] = field(
-        default_factory=list,
+    lora_modules_to_save: list[str] | None = field(
+        default=None,
         metadata={
             "help": "Modules trained in full next to the adapters (the multimodal model's encoders and compressor)."
         },
     )
-    load_in_4bit: bool = field(
-        default=False, metadata={"help": "QLoRA: load the LLM in 4-bit NF4 with bitsandbytes (CUDA GPU only)."}
+    use_bnb_nested_quant: bool = field(
+        default=True, metadata={"help": "QLoRA: quantise the quantisation constants too (double quantisation)."}
     )
     prompt_observations: bool | None = field(
         default=None,
@@ -85,12 +86,13 @@ class EmoArguments:
     )
 
     def check_emo_arguments(self) -> None:
+        ModelConfig.__post_init__(self)
         if not self.model_name_or_path:
             raise ConfigError("model_name_or_path is required")
         if self.evidence_mode not in ("auto", "text", "model"):
             raise ConfigError(f"evidence_mode must be 'auto', 'text' or 'model', got {self.evidence_mode!r}")
-        if self.load_in_4bit and not self.use_lora:
-            raise ConfigError("load_in_4bit (QLoRA) trains adapters only: set use_lora: true")
+        if (self.load_in_4bit or self.load_in_8bit) and not self.use_peft:
+            raise ConfigError("load_in_4bit/load_in_8bit (QLoRA) trains adapters only: set use_peft: true")
 
 
 @dataclass

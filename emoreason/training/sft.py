@@ -37,23 +37,20 @@ MULTIMODAL_MODEL_TYPE = "emoreason"
 
 
 def quantization_config(args: EmoArguments) -> Any:
-    """The bitsandbytes 4-bit config for QLoRA, or ``None``; a clear error where QLoRA cannot run."""
-    if not args.load_in_4bit:
+    """The bitsandbytes config for QLoRA (TRL's ``get_quantization_config`` of the recipe's ``load_in_4bit``,
+    ``bnb_4bit_quant_type``, ``use_bnb_nested_quant`` and ``dtype``), or ``None``; a clear error where it cannot run."""
+    if not (args.load_in_4bit or args.load_in_8bit):
         return None
+    key = "load_in_4bit" if args.load_in_4bit else "load_in_8bit"
     if not torch.cuda.is_available():
-        raise ConfigError("load_in_4bit (QLoRA) needs a CUDA GPU; this machine has none. Set load_in_4bit: false.")
+        raise ConfigError(f"{key} (QLoRA) needs a CUDA GPU; this machine has none. Set {key}: false.")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ConfigError("load_in_4bit needs bitsandbytes: pip install 'emoreason[qlora]'") from None
-    from transformers import BitsAndBytesConfig
+        raise ConfigError(f"{key} needs bitsandbytes: pip install 'emoreason[qlora]'") from None
+    from trl import get_quantization_config
 
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
+    return get_quantization_config(args)
 
 
 def resolve_evidence_mode(args: EmoArguments, model_type: str) -> str:
@@ -190,19 +187,10 @@ def record_trained_modalities(model: Any, modalities: list[str]) -> list[str]:
 
 
 def lora_config(args: EmoArguments) -> Any:
-    """The peft LoRA config of a recipe, or ``None`` for full fine-tuning."""
-    if not args.use_lora:
-        return None
-    from peft import LoraConfig
+    """The peft LoRA config of a recipe (TRL's ``get_peft_config``), or ``None`` for full fine-tuning."""
+    from trl import get_peft_config
 
-    return LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=list(args.lora_target_modules),
-        modules_to_save=list(args.lora_modules_to_save) or None,
-        task_type="CAUSAL_LM",
-    )
+    return get_peft_config(args)
 
 
 def text_dataset(
@@ -259,7 +247,7 @@ def save_outputs(trainer: Any, args: EmoArguments, summary: dict) -> dict:
     out = Path(trainer.args.output_dir)
     trainer.save_model(str(out))
     model = trainer.model
-    if args.use_lora and args.save_merged and hasattr(model, "merge_and_unload") and not args.load_in_4bit:
+    if args.use_peft and args.save_merged and hasattr(model, "merge_and_unload") and not args.load_in_4bit:
         merged = model.merge_and_unload()
         merged.save_pretrained(out / "merged")
         trainer.processing_class.save_pretrained(out / "merged")
