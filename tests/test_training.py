@@ -498,10 +498,20 @@ def test_multimodal_grpo_reads_the_clip_through_the_face_encoder(smoke, tmp_path
     trainer_class = grpo_mod._clip_trainer_class()
     original = trainer_class._get_per_token_logps_and_entropies
 
-    def spy(self, model, input_ids, *args, **kwargs):
+    def spy(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        from trl.trainer.utils import selective_log_softmax
+
         fields = self._clip_fields or {}
-        seen.append((input_ids.shape[0], {k: tuple(v.shape) for k, v in fields.items()}))
-        return original(self, model, input_ids, *args, **kwargs)
+        out = original(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        seen.append((input_ids.shape[0], {k: tuple(v.shape) for k, v in fields.items()},
+                     kwargs.get("compute_aux_loss", False), out[2]))  # fmt: skip
+        if len(seen) == 1:  # the completion-only LM head gives the log-probabilities of the full forward
+            with torch.no_grad():
+                full = model(input_ids=input_ids, attention_mask=attention_mask, **fields).logits
+            want = selective_log_softmax(full[:, -logits_to_keep - 1 : -1] / self.temperature,
+                                         input_ids[:, -logits_to_keep:])  # fmt: skip
+            assert torch.allclose(out[0], want, atol=1e-5)
+        return out
 
     def length_reward(completions, **kwargs):  # a random model's answers differ in this, so advantages are not 0
         from emoreason.rewards import completion_text
@@ -527,8 +537,10 @@ def test_multimodal_grpo_reads_the_clip_through_the_face_encoder(smoke, tmp_path
         g = grpo_mod.run_grpo(cfg)
     assert g["evidence_mode"] == "model" and g["global_step"] == 2
     assert g["rewards"] and all("reward" in e for e in g["rewards"])
-    assert seen and all(n > 0 and fields["face_values"][0] == n for n, fields in seen)  # every call had the clip
-    assert all(set(fields) == {"face_values", "face_mask"} for _, fields in seen)  # the loss too, with its mask
+    assert seen and all(n > 0 and fields["face_values"][0] == n for n, fields, _, _ in seen)  # every call: the clip
+    assert all(set(fields) == {"face_values", "face_mask"} for _, fields, _, _ in seen)  # the loss too, with its mask
+    losses = [aux for _, _, asked, aux in seen if asked]  # the compressor's load-balancing loss reached the loss
+    assert losses and all(aux is not None and aux.requires_grad and float(aux.detach()) > 0 for aux in losses)
     out = g["merged"] if lora == "true" else tmp_path / "grpo"
     trained = EmoReasonForConditionalGeneration.from_pretrained(out)
     before = EmoReasonForConditionalGeneration.from_pretrained(base)

@@ -136,10 +136,22 @@ def _clip_trainer_class() -> type:
         """TRL's GRPO for the EmoReason model: each row's Evidence becomes encoder inputs (``face_values``, ...) that
         travel with the row — into ``generate``, into the old/reference log-probabilities, and (split and shuffled
         with the rest of the batch) into the loss. Log-probabilities come from the model's own forward (TRL's fused
-        LM head reads the text backbone directly and would skip the encoders)."""
+        LM head reads the text backbone directly and would skip the encoders), with ``logits_to_keep`` (the LM head
+        runs on the completion only) and no cache. The compressor's load-balancing loss goes into the loss through
+        TRL's own ``router_aux_loss_coef`` path (default: the checkpoint's ``aux_loss_coef``, as in SFT; 0 turns it
+        off)."""
 
         def __init__(self, *args: Any, clip_processor: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+            targs = kwargs["args"]
+            coef = targs.router_aux_loss_coef
+            targs.router_aux_loss_coef = None  # TRL looks for MoE routers in the text model; the compressors are ours
+            try:
+                super().__init__(*args, **kwargs)
+            finally:
+                targs.router_aux_loss_coef = coef
+            config = kwargs["model"].config
+            self.router_aux_loss_coef = config.aux_loss_coef if coef is None else coef
+            self.aux_loss_enabled = bool(config.use_compressor) and self.router_aux_loss_coef != 0.0
             self.clip_processor = clip_processor
             self._clip_ids: list[list[int]] | None = None
             self._clip_fields: dict[str, torch.Tensor] | None = None
@@ -190,18 +202,22 @@ def _clip_trainer_class() -> type:
                     **kwargs,
                 )  # fmt: skip
             batch_size = batch_size or input_ids.size(0)
-            logps, entropies = [], []
+            logps, entropies, aux = [], [], []
             for start in range(0, input_ids.size(0), batch_size):
                 end = min(start + batch_size, input_ids.size(0))
                 extra = {k: v[start:end] for k, v in self._clip_fields.items()}
                 with self.accelerator.autocast():
-                    out = model(input_ids=input_ids[start:end], attention_mask=attention_mask[start:end], **extra)
-                logits = out.logits[:, -logits_to_keep - 1 : -1, :] / self.temperature
+                    out = model(input_ids=input_ids[start:end], attention_mask=attention_mask[start:end],
+                                logits_to_keep=logits_to_keep + 1, use_cache=False, **extra)  # fmt: skip
+                logits = out.logits[:, :-1, :] / self.temperature  # position t predicts token t+1
                 logps.append(selective_log_softmax(logits, input_ids[start:end, -logits_to_keep:]))
                 if compute_entropy:
                     with torch.no_grad():
                         entropies.append(entropy_from_logits(logits))
-            return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+                if compute_aux_loss:
+                    aux.append(out.aux_loss if out.aux_loss is not None else logits.new_zeros(()))
+            aux_loss = torch.stack(aux).mean() if compute_aux_loss else None
+            return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, aux_loss
 
     return _EvidenceGRPOTrainer
 
