@@ -259,8 +259,10 @@ REWARDS: dict[str, RewardFunc] = {
 }
 
 
-def get_reward_funcs(names: Sequence[str]) -> list[RewardFunc]:
-    """The rewards named in a recipe, in order; an unknown name raises :class:`ConfigError` listing the known ones.
+def get_reward_funcs(names: Sequence[str], compound_partial: float = 0.5) -> list[RewardFunc]:
+    """The rewards named in a recipe, in order: the one registry (:data:`REWARDS`) that GRPO, synthesis and the
+    held-out reward evaluation all read, the compound reward with the recipe's partial credit. An unknown name raises
+    :class:`ConfigError` listing the known ones.
 
     >>> [f.__name__ for f in get_reward_funcs(["format", "au"])]
     ['format_reward', 'au_reward']
@@ -269,13 +271,15 @@ def get_reward_funcs(names: Sequence[str]) -> list[RewardFunc]:
     for name in names:
         if name not in REWARDS:
             raise ConfigError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}")
-        funcs.append(REWARDS[name])
+        funcs.append(CompoundReward(compound_partial) if name == "compound" else REWARDS[name])
     return funcs
 
 
-def score_completions(completions: list, names: Sequence[str], **columns: Any) -> list[dict[str, float | None]]:
-    """Every named reward for every completion, as one dict per completion (used by the synthesis loop)."""
-    per_reward = {name: fn(completions, **columns) for name, fn in zip(names, get_reward_funcs(names), strict=True)}
+def score_completions(completions: list, names: Sequence[str], compound_partial: float = 0.5, **columns: Any
+                      ) -> list[dict[str, float | None]]:  # fmt: skip
+    """Every named reward for every completion, as one dict per completion (the synthesis loop, held-out rewards)."""
+    funcs = get_reward_funcs(names, compound_partial)
+    per_reward = {name: fn(completions, **columns) for name, fn in zip(names, funcs, strict=True)}
     return [{name: per_reward[name][i] for name in names} for i in range(len(completions))]
 
 

@@ -94,6 +94,10 @@ def test_compound_reward_exact_partial_none():
     gold = ["happily surprised"] * 4 + [None, "happily surprised"]
     assert R.REWARDS["compound"](completions, compound=gold) == [1.0, 0.5, 0.5, 0.0, None, 0.0]
     assert R.CompoundReward(partial=0.25)([completions[1]], compound=[gold[1]]) == [0.25]
+    # the one registry gives GRPO, synthesis and the held-out evaluation the recipe's partial credit alike
+    (compound,) = R.get_reward_funcs(["compound"], compound_partial=0.25)
+    assert compound([completions[1]], compound=[gold[1]]) == [0.25]
+    assert R.score_completions([completions[1]], ["compound"], 0.25, compound=[gold[1]]) == [{"compound": 0.25}]
     with pytest.raises(ConfigError):
         R.CompoundReward(partial=2)
 

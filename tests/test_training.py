@@ -531,7 +531,7 @@ def test_multimodal_grpo_reads_the_clip_through_the_face_encoder(smoke, tmp_path
         ],
     )
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(grpo_mod.REWARDS, "length", length_reward)
+        mp.setitem(importlib.import_module("emoreason.rewards").REWARDS, "length", length_reward)
         mp.setattr(grpo_mod, "_clip_trainer_class", lambda: type("Spied", (trainer_class,), {
             "_get_per_token_logps_and_entropies": spy}))  # fmt: skip
         g = grpo_mod.run_grpo(cfg)

@@ -65,6 +65,9 @@ class EmoArguments(ModelConfig):
     use_bnb_nested_quant: bool = field(
         default=True, metadata={"help": "QLoRA: quantise the quantisation constants too (double quantisation)."}
     )
+    compound_partial: float = field(
+        default=0.5, metadata={"help": "Compound reward when one of the two components is right."}
+    )
     prompt_observations: bool | None = field(
         default=None,
         metadata={
@@ -115,9 +118,6 @@ class EmoGRPOConfig(GRPOConfig, EmoArguments):
         metadata={
             "help": "Rewards by name (emoreason.rewards.REWARDS): format, emotion, au, compound, faithfulness, caption."
         },
-    )
-    compound_partial: float = field(
-        default=0.5, metadata={"help": "Compound reward when one of the two components is right."}
     )
 
     def __post_init__(self):

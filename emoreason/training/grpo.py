@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from emoreason.errors import ConfigError, ModelError
-from emoreason.rewards import REWARDS, CompoundReward, RewardFunc
+from emoreason.rewards import RewardFunc, get_reward_funcs
 from emoreason.training.config import EmoGRPOConfig
 from emoreason.training.sft import (
     last_checkpoint,
@@ -35,13 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def reward_funcs_for(args: EmoGRPOConfig) -> list[RewardFunc]:
-    """The recipe's rewards, in order (the compound reward with the recipe's partial credit)."""
-    funcs = []
-    for name in args.reward_funcs:
-        if name not in REWARDS:
-            raise ConfigError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}")
-        funcs.append(CompoundReward(args.compound_partial) if name == "compound" else REWARDS[name])
-    return funcs
+    """The recipe's rewards, in order, from the one registry (:func:`emoreason.rewards.get_reward_funcs`)."""
+    return get_reward_funcs(args.reward_funcs, args.compound_partial)
 
 
 def run_grpo(args: EmoGRPOConfig, evidence_formatter: Callable | None = None) -> dict:

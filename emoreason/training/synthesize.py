@@ -190,7 +190,11 @@ def evaluate_rewards(
         )
         columns = {k: [row.get(k)] for k in ("emotion", "compound", "aus", "evidence", "caption")}
         per_row.append(
-            {"id": row["id"], "answer": answer, "rewards": score_completions([answer], reward_funcs, **columns)[0]}
+            {
+                "id": row["id"],
+                "answer": answer,
+                "rewards": score_completions([answer], reward_funcs, args.compound_partial, **columns)[0],
+            }
         )
     means = {}
     for name in reward_funcs:
@@ -229,7 +233,7 @@ def run_synthesis(args: SynthesisConfig, evidence_formatter: Callable | None = N
             evidence_formatter=evidence_formatter,
         )
         columns = {k: [row.get(k)] * len(completions) for k in ("emotion", "compound", "aus", "evidence", "caption")}
-        scores = score_completions(completions, args.reward_funcs, **columns)
+        scores = score_completions(completions, args.reward_funcs, args.compound_partial, **columns)
         kept = select(completions, scores, thresholds, args.min_agreement)[: args.keep_per_clip]
         now = datetime.now(UTC).isoformat(timespec="seconds")
         for i, total, agree in kept:
