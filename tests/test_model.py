@@ -57,6 +57,28 @@ def test_aux_loss_is_added_with_its_coefficient(tok):
     assert set(with_aux.gate_probs) == {"face", "audio"} and with_aux.gate_probs["face"].shape == (1, 3)
 
 
+def test_public_feature_methods_are_what_the_forward_splices_in(tok):
+    """get_face_features/get_audio_features give the tokens behind the placeholders: splicing them into the text
+    embeddings by hand and running the text model gives the model's own logits."""
+    model, proc = _build(tok)
+    model.eval()
+    batch = _batch(proc)
+    with torch.no_grad():
+        face = model.get_face_features(batch["face_values"], batch["face_mask"])
+        audio = model.get_audio_features(batch["audio_values"], batch["audio_mask"])
+        assert face.tokens.shape == (1, model.config.face_tokens, model.config.text_config.hidden_size)
+        assert audio.tokens.shape == (1, model.config.audio_tokens, model.config.text_config.hidden_size)
+        assert face.aux_loss is not None and face.gate_probs.shape[0] == 1
+        ids = batch["input_ids"]
+        embeds = model.get_input_embeddings()(ids).clone()
+        embeds[ids == model.config.face_token_id] = face.tokens.reshape(-1, face.tokens.shape[-1])
+        embeds[ids == model.config.audio_token_id] = audio.tokens.reshape(-1, audio.tokens.shape[-1])
+        by_hand = model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+        torch.testing.assert_close(model(**batch).logits, by_hand)
+    with pytest.raises(ValueError, match="use_audio=False"):
+        _build(tok, use_audio=False)[0].get_audio_features(batch["audio_values"])
+
+
 def test_encoder_features_change_the_logits(tok):
     model, proc = _build(tok)
     model.eval()

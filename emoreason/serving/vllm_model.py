@@ -36,9 +36,8 @@ from vllm.multimodal.processing import (
     PromptUpdateDetails,
 )
 
-from emoreason.models.emoreason.configuration_emoreason import EmoReasonConfig, as_ns
-from emoreason.models.emoreason.encoders import AudioEncoder, FaceEncoder
-from emoreason.models.emoreason.modeling_emoreason import _Modality
+from emoreason.models.emoreason.configuration_emoreason import EmoReasonConfig
+from emoreason.models.emoreason.modeling_emoreason import modality_towers
 
 FACE_FIELDS = frozenset({"face_values", "face_mask"})
 AUDIO_FIELDS = frozenset({"audio_values", "audio_mask"})
@@ -172,15 +171,7 @@ class EmoReasonVLLMForConditionalGeneration(nn.Module, SupportsMultiModal, Suppo
         super().__init__()
         config: EmoReasonConfig = vllm_config.model_config.hf_config
         self.config = config
-        hidden = config.text_config.hidden_size
-        face, audio = as_ns(config.face_config), as_ns(config.audio_config)
-        self.face = self.audio = None
-        if config.use_face:
-            self.face = _Modality(FaceEncoder(face, config.face_feature_size), face.hidden_size, config.face_tokens,
-                                  config, hidden)  # fmt: skip
-        if config.use_audio:
-            self.audio = _Modality(AudioEncoder(audio, config.audio_feature_size), audio.hidden_size,
-                                   config.audio_tokens, config, hidden)  # fmt: skip
+        self.face, self.audio = modality_towers(config)  # the transformers model's towers, same weight names
         self.language_model = init_vllm_registered_model(
             vllm_config=vllm_config,
             hf_config=config.text_config,

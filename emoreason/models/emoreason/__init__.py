@@ -3,7 +3,12 @@
 from emoreason.models.auto import register
 
 from .configuration_emoreason import EmoReasonConfig
-from .modeling_emoreason import EmoReasonCausalLMOutputWithPast, EmoReasonForConditionalGeneration
+from .modeling_emoreason import (
+    EmoReasonCausalLMOutputWithPast,
+    EmoReasonForConditionalGeneration,
+    ModalityFeatures,
+    ModalityTower,
+)
 from .processing_emoreason import EmoReasonProcessor
 
 register()
@@ -13,4 +18,6 @@ __all__ = [
     "EmoReasonForConditionalGeneration",
     "EmoReasonCausalLMOutputWithPast",
     "EmoReasonProcessor",
+    "ModalityFeatures",
+    "ModalityTower",
 ]

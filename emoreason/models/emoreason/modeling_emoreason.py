@@ -70,7 +70,7 @@ class EmoReasonPreTrainedModel(PreTrainedModel):
             init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
 
 
-class _Modality(nn.Module):
+class ModalityTower(nn.Module):
     """Encoder → compressor (or uniform pooling) → projector to the LM width, for one modality."""
 
     def __init__(self, encoder: nn.Module, d: int, budget: int, config: EmoReasonConfig, text_hidden: int) -> None:
@@ -94,23 +94,38 @@ class _Modality(nn.Module):
         return self.projector(tokens), aux, probs
 
 
+def modality_towers(config: EmoReasonConfig) -> tuple[ModalityTower | None, ModalityTower | None]:
+    """The face and audio towers the config asks for (``None`` where ``use_face``/``use_audio`` is off); the
+    transformers model and the vLLM plugin's model build them alike, so their weights load under the same names."""
+    hidden = config.text_config.hidden_size
+    face, audio = as_ns(config.face_config), as_ns(config.audio_config)
+    face_tower = audio_tower = None
+    if config.use_face:
+        enc = FaceEncoder(face, config.face_feature_size)
+        face_tower = ModalityTower(enc, face.hidden_size, config.face_tokens, config, hidden)
+    if config.use_audio:
+        enc = AudioEncoder(audio, config.audio_feature_size)
+        audio_tower = ModalityTower(enc, audio.hidden_size, config.audio_tokens, config, hidden)
+    return face_tower, audio_tower
+
+
+@dataclass
+class ModalityFeatures(ModelOutput):
+    """One modality's tokens for the LM: ``tokens`` (clips, budget, LM width); the compressor's load-balancing
+    ``aux_loss`` and expert ``gate_probs`` (``None`` without a compressor)."""
+
+    tokens: torch.FloatTensor | None = None
+    aux_loss: torch.FloatTensor | None = None
+    gate_probs: torch.FloatTensor | None = None
+
+
 class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixin):
     """Causal LM over text with face and audio placeholder tokens; see the module docstring."""
 
     def __init__(self, config: EmoReasonConfig) -> None:
         super().__init__(config)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
-        hidden = config.text_config.hidden_size
-        face, audio = as_ns(config.face_config), as_ns(config.audio_config)
-        self.face = None
-        if config.use_face:
-            self.face = _Modality(
-                FaceEncoder(face, config.face_feature_size), face.hidden_size, config.face_tokens, config, hidden
-            )
-        self.audio = None
-        if config.use_audio:
-            enc = AudioEncoder(audio, config.audio_feature_size)
-            self.audio = _Modality(enc, audio.hidden_size, config.audio_tokens, config, hidden)
+        self.face, self.audio = modality_towers(config)
         self.post_init()
         self.apply_freeze()
 
@@ -145,6 +160,28 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
         out = self.language_model.resize_token_embeddings(*args, **kwargs)
         self.config.text_config.vocab_size = self.language_model.config.vocab_size
         return out
+
+    @staticmethod
+    def _features(name: str, tower: ModalityTower | None, values: torch.Tensor, mask: torch.Tensor | None,
+                  *extra: Any) -> ModalityFeatures:  # fmt: skip
+        if tower is None:
+            raise ValueError(f"{name}_values given but the model was built with use_{name}=False")
+        mask = torch.ones(values.shape[:2], dtype=torch.bool, device=values.device) if mask is None else mask.bool()
+        dtype = next(tower.projector.parameters()).dtype
+        tokens, aux, probs = tower(values.to(dtype), mask, *extra)
+        return ModalityFeatures(tokens=tokens, aux_loss=aux, gate_probs=probs)
+
+    def get_face_features(self, face_values: torch.Tensor, face_mask: torch.Tensor | None = None,
+                          face_crops: torch.Tensor | None = None) -> ModalityFeatures:  # fmt: skip
+        """The face tokens of a batch of clips: ``face_values`` (clips, frames, features) — the processor's per-frame
+        AU intensities, landmarks and reader scores — with ``face_mask`` (clips, frames) and optional crops."""
+        return self._features("face", self.face, face_values, face_mask, face_crops)
+
+    def get_audio_features(self, audio_values: torch.Tensor, audio_mask: torch.Tensor | None = None
+                           ) -> ModalityFeatures:  # fmt: skip
+        """The audio tokens of a batch of clips: ``audio_values`` (clips, frames, log-mel + prosody features) with
+        ``audio_mask`` (clips, frames)."""
+        return self._features("audio", self.audio, audio_values, audio_mask)
 
     def _splice(
         self, input_ids: torch.Tensor, embeds: torch.Tensor, token_id: int | None, name: str, tokens: torch.Tensor
@@ -186,27 +223,22 @@ class EmoReasonForConditionalGeneration(EmoReasonPreTrainedModel, GenerationMixi
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         aux, probs = [], {}
-        for name, mod, values, mask, extra in (
-            ("face", self.face, face_values, face_mask, (face_crops,)),
-            ("audio", self.audio, audio_values, audio_mask, ()),
+        for name, values, features in (
+            ("face", face_values, lambda: self.get_face_features(face_values, face_mask, face_crops)),
+            ("audio", audio_values, lambda: self.get_audio_features(audio_values, audio_mask)),
         ):
             token_id = getattr(self.config, f"{name}_token_id")
             if values is None:
                 if input_ids is not None and token_id is not None and bool((input_ids == token_id).any()):
                     raise ValueError(f"the text has {name} placeholder tokens but no {name}_values were given")
                 continue
-            if mod is None:
-                raise ValueError(f"{name}_values given but the model was built with use_{name}=False")
             if input_ids is None:
                 raise ValueError(f"{name}_values need input_ids to find the {name} placeholder tokens")
-            mask = (
-                torch.ones(values.shape[:2], dtype=torch.bool, device=values.device) if mask is None else mask.bool()
-            )
-            tokens, a, p = mod(values.to(inputs_embeds.dtype), mask, *extra)
-            inputs_embeds = self._splice(input_ids, inputs_embeds, token_id, name, tokens)
-            if a is not None:
-                aux.append(a)
-                probs[name] = p
+            f = features()
+            inputs_embeds = self._splice(input_ids, inputs_embeds, token_id, name, f.tokens)
+            if f.aux_loss is not None:
+                aux.append(f.aux_loss)
+                probs[name] = f.gate_probs
         out = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
