@@ -79,17 +79,22 @@ def test_long_clips_are_capped_and_short_clips_padded(proc):
         audio=[tiny_audio(1.0), tiny_audio(80.0)],
     )
     assert batch["face_values"].shape[:2] == (2, 300) and batch["face_mask"].sum(1).tolist() == [5, 300]
-    assert batch["audio_mask"].sum(1).tolist() == [101, 6000]  # 1 + 16000 / 160 frames; 80 s pooled to the cap
+    assert batch["audio_mask"].sum(1).tolist() == [100, 6000]  # 16000 / 160 frames; 80 s pooled to the cap
     assert batch["audio_values"].shape[2] == 83 and bool(torch.isfinite(batch["audio_values"]).all())
 
 
-def test_log_mel_matches_librosa():
-    import librosa
+def test_log_mel_is_whispers_feature_extractor():
+    """The audio features are WhisperFeatureExtractor's log-mel (what a Whisper encoder reads), unpadded: 100/s."""
+    from transformers import WhisperFeatureExtractor
 
     y = tiny_audio(1.0)
-    mel = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=400, hop_length=160, n_mels=80)
-    want = (np.maximum(np.log10(np.maximum(mel, 1e-10)), np.log10(mel.max()) - 8.0) + 4.0) / 4.0  # Whisper scaling
-    np.testing.assert_allclose(log_mel(y), want.T, rtol=1e-4, atol=1e-4)
+    want = WhisperFeatureExtractor(feature_size=80)(y, sampling_rate=16000, return_tensors="np")["input_features"][0]
+    got = log_mel(y)
+    assert got.shape == (100, 80)  # 1 s, no 30 s padding
+    # the extractor pads to 30 s with silence, which only changes the frames near the end and the peak-relative
+    # floor; the first half second is the same mel
+    np.testing.assert_allclose(got[:50], want.T[:50], rtol=1e-4, atol=1e-4)
+    assert log_mel(np.zeros(10, np.float32)).shape == (2, 80)  # shorter than a window: one window of zeros
 
 
 def test_prosody_channels_come_from_the_evidence(proc):

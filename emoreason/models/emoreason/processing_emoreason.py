@@ -3,13 +3,14 @@
 A ``<|face|>`` (``<|audio|>``) in the text becomes ``<|face_start|>`` + ``face_tokens`` × ``<|face|>`` +
 ``<|face_end|>``, so the placeholder count always equals the model's budget. ``face_values`` (B, T, F) are built from
 ``Evidence.aus`` (+ ``face.poses``, ``face.present``, optional landmarks) resampled to ``face_fps`` and capped at
-``max_face_frames`` (uniform resampling); ``audio_values`` (B, frames, n_mels [+ prosody]) are a librosa log-mel
-(Whisper scaling) at 100 frames/s, average-pooled down when longer than ``max_audio_frames``. Clips are padded to the
+``max_face_frames`` (uniform resampling); ``audio_values`` (B, frames, n_mels [+ prosody]) are Whisper's log-mel
+(``WhisperFeatureExtractor``) at 100 frames/s, average-pooled down when longer than ``max_audio_frames``. Clips are padded to the
 longest in the batch with boolean masks. Only samples whose text holds a placeholder contribute a clip.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -30,16 +31,24 @@ _PLACEHOLDER = re.compile(re.escape(FACE_TOKEN) + "|" + re.escape(AUDIO_TOKEN))
 _R_EYE, _L_EYE = 33, 263  # mesh points on the outer eye corners, used to undo head roll
 
 
-def log_mel(audio: np.ndarray, sr: int = 16000, n_fft: int = 400, hop: int = 160, n_mels: int = 80) -> np.ndarray:
-    """(frames, n_mels) log-mel: ``librosa.feature.melspectrogram`` (power 2, slaney) → ``power_to_db`` with
-    ref 1, amin 1e-10, top_db 80, then Whisper's scaling ``(db / 10 + 4) / 4``."""
-    import librosa
+@functools.lru_cache(maxsize=4)
+def _whisper_features(sr: int, n_fft: int, hop: int, n_mels: int) -> Any:
+    from transformers import WhisperFeatureExtractor
 
-    mel = librosa.feature.melspectrogram(
-        y=np.asarray(audio, dtype=np.float32), sr=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels, power=2.0
-    )
-    db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)
-    return ((db / 10.0 + 4.0) / 4.0).T.astype(np.float32)
+    return WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=sr, hop_length=hop, n_fft=n_fft)
+
+
+def log_mel(audio: np.ndarray, sr: int = 16000, n_fft: int = 400, hop: int = 160, n_mels: int = 80) -> np.ndarray:
+    """(frames, n_mels) log-mel from transformers' ``WhisperFeatureExtractor`` (the features the optional Whisper
+    encoder expects: log10 power mel, an 8-decade floor under the clip's peak, ``(x + 4) / 4``), for the clip's own
+    length (no 30 s padding): ``len(audio) // hop`` frames. Audio shorter than one window is zero-padded to it."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size < n_fft:
+        audio = np.pad(audio, (0, n_fft - audio.size))
+    fe = _whisper_features(sr, n_fft, hop, n_mels)
+    out = fe(audio, sampling_rate=sr, padding="longest", truncation=False, return_tensors="np",
+             return_attention_mask=False)  # fmt: skip
+    return out["input_features"][0].T.astype(np.float32)
 
 
 def reader_features(evidence: Evidence, times: np.ndarray) -> np.ndarray:
