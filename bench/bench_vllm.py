@@ -20,6 +20,11 @@ processor loads librosa/llvmlite, which vLLM 0.32's kernel scan trips over), bat
   their lengths differ: the serving workload. The prompts are the server's (system prompt, clip placeholders, one of
   several user questions); tokens/s counts the answer tokens each side returns (up to and including the stop token),
   and the run reports how many answers are token-identical between the two sides.
+
+``--model emoreason-smollm2 --evidence INDEX.jsonl`` (or a checkpoint folder) measures a trained checkpoint instead:
+the prompts are the server's for the photos whose evidence files the index's rows name (relative paths from the
+working directory), with the analysis question the model was trained on, the encoder inputs of the modalities it was
+trained on, and up to 384 answer tokens (the server's limit).
 """
 
 from __future__ import annotations

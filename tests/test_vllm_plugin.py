@@ -339,3 +339,29 @@ def test_throughput_benchmark_runs_both_sides_on_the_served_prompts(capsys) -> N
     assert res["answer_tokens_min_mean_max"] == [4, 4.0, 4]
     assert res["transformers_tok_s"] > 0 and res["vllm_tok_s"] > 0
     assert res["prompt_tokens_min_max"][0] > 100  # the system prompt is in
+
+
+def test_throughput_benchmark_on_a_trained_checkpoint_and_real_evidence(tmp_path, capsys) -> None:
+    """``--model DIR --evidence INDEX``: the server's prompts for the indexed evidence files (the observations text,
+    face inputs only for a face-trained checkpoint) on both sides, with the same greedy tokens."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from emoreason.models.emoreason.testing import tiny_evidence, tiny_model_dir
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_vllm
+
+    d = tiny_model_dir(tmp_path, text_config={"max_position_embeddings": 2048}, trained_modalities=["face"],
+                       prompt_observations=True)  # fmt: skip
+    index = tmp_path / "index.jsonl"
+    rows = []
+    for i in range(2):
+        tiny_evidence(2.0, seed=i).save(tmp_path / f"e{i}.json")
+        rows.append(json.dumps({"id": f"e{i}", "evidence": str(tmp_path / f"e{i}.json")}))
+    index.write_text("\n".join(rows) + "\n")
+    argv = ["--model", str(d), "--evidence", str(index), "--prompts", "2", "--max-tokens", "4", "--hf-batch", "2"]
+    assert bench_vllm.main([*argv, "--eager"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["model"] == str(d) and res["identical_answers"] == 2 and res["prompt_tokens_min_max"][0] > 100
