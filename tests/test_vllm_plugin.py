@@ -228,6 +228,16 @@ def test_vllm_engine_reads_the_clip_with_and_without_a_lora_adapter(served) -> N
     assert base.generate(prompt, x, engine.clip.processor.tokenizer) == want_base
     analysis = engine.analyze(ev, media=wav)
     assert engine.ask(ev, QUESTION, analysis, media=wav).answer == want_lora
+    # the model's own label probabilities, scored by vLLM as transformers scores them (for a reply with an answer)
+    from emoreason.reasoning.label_scores import label_probabilities
+
+    reply = '<think>x</think><answer>{"emotion": "happiness", "compound": null, "aus": []}</answer>'
+    hf = TransformersEngine(d, max_new_tokens=8, lora=adapter)
+    want = label_probabilities(hf.clip_model.model, hf.clip.processor.tokenizer, x, reply)
+    got = engine.clip_model.label_scores(prompt, x, engine.clip.processor.tokenizer, reply)
+    assert set(got) == set(want) and len(want) > 3 and max(want.values()) - min(want.values()) > 0.01  # not flat
+    assert all(abs(got[k] - want[k]) < 1e-3 for k in want), (got, want)
+    assert engine.clip_model.label_scores(prompt, x, engine.clip.processor.tokenizer, "no answer") == {}
 
 
 _SERVE_REFERENCE = """

@@ -37,12 +37,12 @@ def label_probabilities(
     answer to score. ``inputs`` are the prompt's tokenised inputs (one prompt; encoder inputs ride along)."""
     import torch
 
-    prefix = label_prefix(reply)
-    if prefix is None:
+    parts = label_continuations(tokenizer, reply, labels)
+    if parts is None:
         return {}
     prompt = inputs["input_ids"][0].to(device)
-    pre = torch.tensor(tokenizer(prefix, add_special_tokens=False)["input_ids"], dtype=prompt.dtype, device=device)
-    conts = [tokenizer(label + '"', add_special_tokens=False)["input_ids"] for label in labels]
+    pre = torch.tensor(parts[0], dtype=prompt.dtype, device=device)
+    conts = parts[1]
     start = prompt.numel() + pre.numel()
     width = max(len(c) for c in conts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
@@ -61,5 +61,25 @@ def label_probabilities(
     for i, c in enumerate(conts):
         target = torch.tensor(c, device=device)
         scores.append(logp[i, torch.arange(len(c), device=device), target].sum())
-    probs = torch.softmax(torch.stack(scores), dim=0)
-    return {label: float(p) for label, p in zip(labels, probs.tolist(), strict=True)}
+    return normalised(labels, [float(x) for x in scores])
+
+
+def label_continuations(tokenizer: Any, reply: str, labels: tuple[str, ...] = ALL_EMOTIONS
+                        ) -> tuple[list[int], list[list[int]]] | None:  # fmt: skip
+    """The token ids of the reply up to the label (:func:`label_prefix`) and of each label's continuation (its tokens
+    and the closing quote); ``None`` when the reply has no answer to score."""
+    prefix = label_prefix(reply)
+    if prefix is None:
+        return None
+    conts = [tokenizer(label + '"', add_special_tokens=False)["input_ids"] for label in labels]
+    return tokenizer(prefix, add_special_tokens=False)["input_ids"], conts
+
+
+def normalised(labels: tuple[str, ...], log_scores: list[float]) -> dict[str, float]:
+    """Each label's probability from its summed token log-probabilities, renormalised over the labels."""
+    import math
+
+    top = max(log_scores)
+    weights = [math.exp(x - top) for x in log_scores]
+    total = sum(weights)
+    return {label: w / total for label, w in zip(labels, weights, strict=True)}

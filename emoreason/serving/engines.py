@@ -455,7 +455,8 @@ class _VLLMGreedy:
         return "".join(pieces).strip()
 
     def label_scores(self, prompt: str, inputs: Any, tokenizer: Any, reply: str) -> dict[str, float]:
-        """No label scores on vLLM yet: the analysis then carries no probabilities rather than another engine's."""
+        """A text chat checkpoint on vLLM gives no label scores (EmoReason checkpoints do: :class:`VLLMClipModel`):
+        its analysis then carries no probabilities rather than another engine's."""
         return {}
 
 
@@ -481,6 +482,32 @@ class VLLMClipModel(_VLLMGreedy):
 
     def generate(self, prompt: str, inputs: Any, tokenizer: Any, on_text: OnText | None = None) -> str:
         return self._run("generate", self.request(prompt, inputs), on_text)
+
+    def label_scores(self, prompt: str, inputs: Any, tokenizer: Any, reply: str) -> dict[str, float]:
+        """The model's own label probabilities, as :func:`emoreason.reasoning.label_scores.label_probabilities`
+        computes them in transformers: one request per label (the prompt's tokens, the reply up to the label, the
+        label's tokens; the same clip arrays), scored with vLLM's prompt log-probabilities (the prefix cache holds the
+        shared part)."""
+        from vllm import SamplingParams
+
+        from emoreason.knowledge.taxonomy import ALL_EMOTIONS
+        from emoreason.reasoning.label_scores import label_continuations, normalised
+
+        parts = label_continuations(tokenizer, reply)
+        if parts is None:
+            return {}
+        pre, conts = parts
+        head = tokenizer(prompt, add_special_tokens=False)["input_ids"] + pre  # placeholders unexpanded, as vLLM wants
+        mm = self.request(prompt, inputs).get("multi_modal_data")
+        reqs = [{"prompt_token_ids": head + c, **({"multi_modal_data": mm} if mm else {})} for c in conts]
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        with self._lock:
+            outs = self.llm.generate(reqs, params, use_tqdm=False, lora_request=self.lora_request)
+        scores = []
+        for out, c in zip(outs, conts, strict=True):
+            ids, lps = out.prompt_token_ids, out.prompt_logprobs
+            scores.append(sum(lps[j][ids[j]].logprob for j in range(len(ids) - len(c), len(ids))))
+        return normalised(ALL_EMOTIONS, scores)
 
 
 class VLLMEngine(TransformersEngine):
@@ -540,7 +567,7 @@ class VLLMEngine(TransformersEngine):
         self.backend = VLLMChat(llm, max_new_tokens, lora_request)
 
     def backend_scores(self, messages: list[dict[str, str]], reply: str) -> dict[str, float]:
-        return {}  # no label scores on vLLM yet (see _VLLMGreedy.label_scores)
+        return {}  # a text chat checkpoint on vLLM gives no label scores (see _VLLMGreedy.label_scores)
 
 
 def make_engine(kind: str, model: str | Path | None = None, lora: str | Path | None = None) -> Engine:
