@@ -226,6 +226,18 @@ def test_vllm_engine_reads_the_clip_with_and_without_a_lora_adapter(served) -> N
     assert "".join(pieces) == want_lora and len(pieces) > 1 and all(running[:-1]) and running[0]
     base = VLLMClipModel(engine.clip_model.llm, 8)  # same engine, no adapter
     assert base.generate(prompt, x, engine.clip.processor.tokenizer) == want_base
+    # raw inputs, as qwen2_audio takes them: the Evidence and the waveform (with the evidence for the prosody
+    # channels, or at another sampling rate) go through the checkpoint's processor in vLLM: the same reply
+    import soundfile as sf
+
+    wave, sr = sf.read(wav, dtype="float32")
+    llm, params = engine.clip_model.llm, base.params
+    audio = {"waveform": wave, "sampling_rate": sr, "evidence": ev}
+    raw = llm.generate({"prompt": prompt, "multi_modal_data": {"face": ev, "audio": audio}}, params, use_tqdm=False)
+    assert raw[0].outputs[0].text.strip() == want_base
+    arrays = VLLMClipModel.request(prompt, x)["multi_modal_data"]
+    alone = {"prompt": prompt, "multi_modal_data": {"face": arrays["face"], "audio": (wave, sr)}}  # no prosody
+    assert llm.generate(alone, params, use_tqdm=False)[0].outputs[0].token_ids
     analysis = engine.analyze(ev, media=wav)
     assert engine.ask(ev, QUESTION, analysis, media=wav).answer == want_lora
     # the model's own label probabilities, scored by vLLM as transformers scores them (for a reply with an answer)

@@ -1,10 +1,16 @@
 """vLLM implementation of the EmoReason architecture (face/AU + audio encoders spliced into a Qwen2 LM).
 
-Owns the vLLM model class and its multimodal processor. Clip inputs arrive as precomputed feature arrays (what
-:class:`~emoreason.models.emoreason.EmoReasonProcessor` makes from an Evidence and a waveform)::
+Owns the vLLM model class and its multimodal processor. Clip inputs arrive raw, as qwen2_audio's do, or as the
+feature arrays :class:`~emoreason.models.emoreason.EmoReasonProcessor` makes from them::
 
+    multi_modal_data = {"face": evidence,                       # an Evidence (perception's output for the clip)
+                        "audio": waveform}                      # 16 kHz mono, or (waveform, sampling_rate), or
+                                                                # {"waveform": w, "sampling_rate": sr, "evidence": ev}
     multi_modal_data = {"face": {"face_values": [T, F] tensor, "face_mask": [T] bool},
-                        "audio": {"audio_values": [T, 80] tensor, "audio_mask": [T] bool}}
+                        "audio": {"audio_values": [T, 83] tensor, "audio_mask": [T] bool}}
+
+Raw inputs go through the checkpoint's own processor (``face_features``, ``audio_features``: Whisper's log-mel, and
+the prosody channels from the Evidence when it comes with the waveform), so both forms give the same features.
 
 A single ``<|face|>`` (``<|audio|>``) in the prompt is replaced by ``<|face_start|>`` + ``face_tokens`` ×
 ``<|face|>`` + ``<|face_end|>`` exactly as the transformers processor expands it; the encoder output of each clip
@@ -15,9 +21,11 @@ through its own ``load_weights``. Imported only inside an environment with vLLM 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import BatchFeature
@@ -36,6 +44,7 @@ from vllm.multimodal.processing import (
     PromptUpdateDetails,
 )
 
+from emoreason.evidence import Evidence
 from emoreason.models.emoreason.configuration_emoreason import EmoReasonConfig
 from emoreason.models.emoreason.modeling_emoreason import modality_towers
 
@@ -62,18 +71,60 @@ def _batched(d: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _processor(path: str) -> Any:
+    from emoreason.models.emoreason import EmoReasonProcessor
+
+    return EmoReasonProcessor.from_pretrained(path)
+
+
 class EmoReasonDataParser(MultiModalDataParser):
-    """Adds the ``face`` modality; both modalities take dicts of feature tensors."""
+    """Adds the ``face`` modality; each modality takes its raw input (see the module docstring) or a dict of feature
+    tensors."""
+
+    def __init__(self, model_path: str | None = None) -> None:
+        super().__init__()
+        self.model_path = model_path
+
+    def _features(self) -> Any:
+        if self.model_path is None:
+            raise ValueError("raw clip inputs need the checkpoint's processor; pass feature arrays instead")
+        return _processor(self.model_path)
 
     def _parse_face(self, data: Any) -> DictEmbeddingItems | None:
         if data is None:
             return None
+        if isinstance(data, Evidence):
+            feats, _ = self._features().face_features(data)
+            data = {"face_values": feats, "face_mask": np.ones(len(feats), bool)}
         return DictEmbeddingItems(_batched(data), "face", set(FACE_FIELDS), _fields, optional_fields={"face_crops"})
 
     def _parse_audio_dict(self, data: Any) -> DictEmbeddingItems | None:
         if data is None:
             return None
+        if not (isinstance(data, Mapping) and "audio_values" in data):
+            data = self._raw_audio(data)
         return DictEmbeddingItems(_batched(data), "audio", set(AUDIO_FIELDS), _fields)
+
+    def _raw_audio(self, data: Any) -> dict[str, np.ndarray]:
+        evidence = None
+        if isinstance(data, Mapping):
+            wave, sr, evidence = data["waveform"], data.get("sampling_rate"), data.get("evidence")
+        elif isinstance(data, tuple):
+            wave, sr = data
+        else:
+            wave, sr = data, None
+        proc = self._features()
+        wave = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave, np.float32)
+        if sr is not None and int(sr) != proc.sampling_rate:
+            from fractions import Fraction
+
+            from scipy.signal import resample_poly
+
+            f = Fraction(proc.sampling_rate, int(sr))
+            wave = resample_poly(wave, f.numerator, f.denominator).astype(np.float32)
+        feats = proc.audio_features(wave, evidence)
+        return {"audio_values": feats, "audio_mask": np.ones(len(feats), bool)}
 
     def _get_subparsers(self) -> Mapping[str, Any]:
         return {"face": self._parse_face, "audio": self._parse_audio_dict}
@@ -84,7 +135,7 @@ class EmoReasonProcessingInfo(BaseProcessingInfo):
         return self.ctx.get_hf_config(EmoReasonConfig)
 
     def get_data_parser(self) -> MultiModalDataParser:
-        return EmoReasonDataParser()
+        return EmoReasonDataParser(self.ctx.model_config.model)
 
     def get_supported_mm_limits(self) -> Mapping[str, int | None]:
         cfg = self.get_hf_config()
