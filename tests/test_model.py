@@ -245,7 +245,7 @@ def test_whisper_encoder_from_local_path(tok, tmp_path):
     assert _grad(model.audio.encoder.whisper) > 0
     model.save_pretrained(tmp_path / "m")
     cfg = EmoReasonConfig.from_pretrained(tmp_path / "m")
-    assert cfg.audio_config["whisper_config"]["d_model"] == 32
+    assert cfg.audio_config.whisper_config["d_model"] == 32
 
 
 def test_build_command_around_a_local_base(tmp_path):
@@ -364,3 +364,24 @@ def test_one_frame_of_small_features_still_tells_photos_apart(tok, hidden):
         ea, _ = model.face.encoder(a, mask)
         eb, _ = model.face.encoder(b, mask)
     assert float((ea - eb).abs().mean()) > 0.3 * float(ea.std())
+
+
+def test_sub_configs_are_typed_and_saved_as_dicts(tmp_path):
+    """face/audio/compressor settings are typed sub-configs: built from dicts with the defaults, an unknown key is an
+    error naming the allowed ones, and config.json holds them as plain dicts that load back equal."""
+    import json
+
+    from emoreason.models.emoreason import EmoReasonConfig
+    from emoreason.models.emoreason.configuration_emoreason import EmoReasonAudioConfig, EmoReasonFaceConfig
+
+    config = tiny_config(face_config={"use_reader": True})
+    assert isinstance(config.face_config, EmoReasonFaceConfig) and config.face_config.use_reader
+    assert isinstance(config.audio_config, EmoReasonAudioConfig) and config.audio_config.n_mels == 80  # a default
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["face_config"]["use_reader"] is True and saved["compressor_config"] == {"num_heads": 2, "ffn_mult": 2}
+    again = EmoReasonConfig.from_pretrained(tmp_path)
+    assert (again.face_config, again.audio_config, again.compressor_config) == (
+        config.face_config, config.audio_config, config.compressor_config)  # fmt: skip
+    with pytest.raises(ValueError, match=r"face_config: unknown keys \['fsp'\]; allowed: .*'fps'"):
+        EmoReasonConfig(face_config={"fsp": 10})

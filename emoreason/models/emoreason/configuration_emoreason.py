@@ -1,14 +1,15 @@
 """EmoReason model configuration: a text model sub-config plus face, audio and compressor settings.
 
 ``text_config`` is any decoder config that ``AutoModelForCausalLM`` builds (Qwen2 by default, llama for SmolLM2).
-``face_config``, ``audio_config`` and ``compressor_config`` are plain dicts merged over the defaults below, so they
-round-trip through ``config.json`` unchanged; the modeling code reads them as attributes through :func:`as_ns`.
+``face_config``, ``audio_config`` and ``compressor_config`` are typed sub-configs (:class:`EmoReasonFaceConfig`,
+:class:`EmoReasonAudioConfig`, :class:`EmoReasonCompressorConfig`): given as dicts (``config.json``, keyword
+arguments) they are checked field by field and built with the defaults below, and they are saved as plain dicts.
 """
 
 from __future__ import annotations
 
-from dataclasses import field
-from types import MappingProxyType, SimpleNamespace
+from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -31,51 +32,75 @@ LANDMARK_SUBSET: tuple[int, ...] = (
     61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181, 78, 82, 13, 312, 308, 317, 14, 87,
 )  # fmt: skip
 
-FACE_DEFAULTS: dict[str, Any] = {
-    "hidden_size": 128,  # width d of the face tokens
-    "num_layers": 2,  # TransformerEncoder layers over time
-    "num_heads": 4,
-    "num_aus": len(PERCEIVED_AUS),  # AU intensities / 5
-    "use_landmarks": True,  # LANDMARK_SUBSET x,y, pose-normalised
-    "num_landmarks": len(LANDMARK_SUBSET),
-    "use_crops": False,  # grey face crops through a tiny conv stem
-    "use_reader": False,  # the learned face reader's per-frame probabilities (READER_LABELS) and a read flag
-    "crop_size": 32,
-    "fps": 5.0,  # the processor resamples AU series to this rate
-    "max_frames": 300,  # longer clips are resampled uniformly to this many frames (60 s at 5 fps)
-    "temporal_kernel": 3,
+
+@dataclass
+class _SubConfig:
+    """A typed part of :class:`EmoReasonConfig`, saved as a plain dict in ``config.json``."""
+
+    @classmethod
+    def build(cls, given: Any, name: str) -> Any:
+        """The sub-config from a dict (unknown keys are an error naming the allowed ones) or an instance."""
+        if isinstance(given, cls):
+            return given
+        given = dict(given or {})
+        allowed = {f.name for f in fields(cls)}
+        if unknown := sorted(set(given) - allowed):
+            raise ValueError(f"{name}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+        return cls(**given)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EmoReasonFaceConfig(_SubConfig):
+    """The face/AU encoder and the processor's face features."""
+
+    hidden_size: int = 128  # width d of the face tokens
+    num_layers: int = 2  # TransformerEncoder layers over time
+    num_heads: int = 4
+    num_aus: int = len(PERCEIVED_AUS)  # AU intensities / 5
+    use_landmarks: bool = True  # LANDMARK_SUBSET x,y, pose-normalised
+    num_landmarks: int = len(LANDMARK_SUBSET)
+    use_crops: bool = False  # grey face crops through a tiny conv stem
+    use_reader: bool = False  # the learned face reader's per-frame probabilities (READER_LABELS) and a read flag
+    crop_size: int = 32
+    fps: float = 5.0  # the processor resamples AU series to this rate
+    max_frames: int = 300  # longer clips are resampled uniformly to this many frames (60 s at 5 fps)
+    temporal_kernel: int = 3
+
+
+@dataclass
+class EmoReasonAudioConfig(_SubConfig):
+    """The audio encoder and the processor's audio features (Whisper's log-mel + prosody)."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    sampling_rate: int = 16000
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 80
+    use_prosody: bool = True  # f0 (log, normalised), energy, voiced appended per mel frame from Evidence.prosody
+    num_prosody: int = 3
+    max_frames: int = 6000  # mel frames (60 s at 100 frames/s); longer audio is average-pooled to this many
+    whisper_path: str | None = None  # local dir of a Whisper checkpoint: its encoder replaces the small transformer
+    whisper_config: dict | None = None  # filled from whisper_path so the architecture is rebuilt without the path
+
+
+@dataclass
+class EmoReasonCompressorConfig(_SubConfig):
+    """The mixture-of-experts compressor's attention."""
+
+    num_heads: int = 4
+    ffn_mult: int = 2
+
+
+_SUB_CONFIGS = {
+    "face_config": EmoReasonFaceConfig,
+    "audio_config": EmoReasonAudioConfig,
+    "compressor_config": EmoReasonCompressorConfig,
 }
-AUDIO_DEFAULTS: dict[str, Any] = {
-    "hidden_size": 128,
-    "num_layers": 2,
-    "num_heads": 4,
-    "sampling_rate": 16000,
-    "n_fft": 400,
-    "hop_length": 160,
-    "n_mels": 80,
-    "use_prosody": True,  # f0 (log, normalised), energy, voiced appended per mel frame from Evidence.prosody
-    "num_prosody": 3,
-    "max_frames": 6000,  # mel frames (60 s at 100 frames/s); longer audio is average-pooled to this many
-    "whisper_path": None,  # local dir of a Whisper checkpoint: its encoder replaces the small transformer
-    "whisper_config": None,  # filled from whisper_path so the architecture is rebuilt without the path
-}
-COMPRESSOR_DEFAULTS: dict[str, Any] = {
-    "num_heads": 4,
-    "ffn_mult": 2,
-}
-
-
-def as_ns(d: dict[str, Any]) -> SimpleNamespace:
-    """Read a sub-config dict as attributes."""
-    return SimpleNamespace(**d)
-
-
-def _merge(defaults: dict[str, Any], given: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"{name}: unknown keys {unknown}; allowed: {sorted(defaults)}")
-    return {**defaults, **given}
 
 
 class EmoReasonConfig(PreTrainedConfig):
@@ -102,9 +127,9 @@ class EmoReasonConfig(PreTrainedConfig):
         sub_configs = {"text_config": AutoConfig}
 
     text_config: dict | PreTrainedConfig | None = None
-    face_config: dict = field(default_factory=dict)
-    audio_config: dict = field(default_factory=dict)
-    compressor_config: dict = field(default_factory=dict)
+    face_config: Any = field(default_factory=dict)  # EmoReasonFaceConfig (a dict in config.json)
+    audio_config: Any = field(default_factory=dict)  # EmoReasonAudioConfig
+    compressor_config: Any = field(default_factory=dict)  # EmoReasonCompressorConfig
     face_token_id: int | None = None
     audio_token_id: int | None = None
     face_tokens: int = 8
@@ -140,9 +165,8 @@ class EmoReasonConfig(PreTrainedConfig):
                 tc = dict(tc)
                 self.text_config = AutoConfig.for_model(tc.pop("model_type", "qwen2"), **tc)
         super().__post_init__(**kwargs)
-        self.face_config = _merge(FACE_DEFAULTS, self.face_config, "face_config")
-        self.audio_config = _merge(AUDIO_DEFAULTS, self.audio_config, "audio_config")
-        self.compressor_config = _merge(COMPRESSOR_DEFAULTS, self.compressor_config, "compressor_config")
+        for name, cls in _SUB_CONFIGS.items():
+            setattr(self, name, cls.build(getattr(self, name), name))
         if unknown := set(self.trained_modalities) - {"face", "audio"}:
             raise ValueError(f"trained_modalities may hold face and audio only, got {sorted(unknown)}")
         self.trained_modalities = sorted(set(self.trained_modalities))
@@ -154,12 +178,11 @@ class EmoReasonConfig(PreTrainedConfig):
             )
         if self.face_tokens < 1 or self.audio_tokens < 1:
             raise ValueError(f"face_tokens and audio_tokens must be >= 1, got {self.face_tokens}, {self.audio_tokens}")
-        if self.audio_config["whisper_path"] and not self.audio_config["whisper_config"]:
+        a = self.audio_config
+        if a.whisper_path and not a.whisper_config:
             from transformers import WhisperConfig
 
-            self.audio_config["whisper_config"] = WhisperConfig.from_pretrained(
-                self.audio_config["whisper_path"]
-            ).to_dict()
+            a.whisper_config = WhisperConfig.from_pretrained(a.whisper_path).to_dict()
         if self.text_config.tie_word_embeddings:
             self.tie_word_embeddings = True
 
@@ -167,14 +190,28 @@ class EmoReasonConfig(PreTrainedConfig):
     def face_feature_size(self) -> int:
         """Per-frame width of ``face_values``: AUs, head pose (3), presence (1), landmarks x,y, reader (labels + 1)."""
         f = self.face_config
-        reader = len(READER_LABELS) + 1 if f["use_reader"] else 0
-        return f["num_aus"] + 4 + (2 * f["num_landmarks"] if f["use_landmarks"] else 0) + reader
+        reader = len(READER_LABELS) + 1 if f.use_reader else 0
+        return f.num_aus + 4 + (2 * f.num_landmarks if f.use_landmarks else 0) + reader
 
     @property
     def audio_feature_size(self) -> int:
         """Per-frame width of ``audio_values``: log-mel bands plus prosody channels."""
         a = self.audio_config
-        return a["n_mels"] + (a["num_prosody"] if a["use_prosody"] else 0)
+        return a.n_mels + (a.num_prosody if a.use_prosody else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as saved: the typed sub-configs as plain dicts."""
+        out = super().to_dict()
+        for name in _SUB_CONFIGS:
+            if isinstance(out.get(name), _SubConfig):
+                out[name] = out[name].to_dict()
+        return out
 
 
-__all__ = ["EmoReasonConfig", "LANDMARK_SUBSET", "as_ns"]
+__all__ = [
+    "EmoReasonAudioConfig",
+    "EmoReasonCompressorConfig",
+    "EmoReasonConfig",
+    "EmoReasonFaceConfig",
+    "LANDMARK_SUBSET",
+]

@@ -8,11 +8,14 @@ squeezes T' steps into the fixed token budget.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from .configuration_emoreason import EmoReasonAudioConfig, EmoReasonFaceConfig
 
 
 def sinusoids(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -47,7 +50,7 @@ class FaceEncoder(nn.Module):
     pre-norm TransformerEncoder.
     """
 
-    def __init__(self, cfg: SimpleNamespace, feature_size: int) -> None:
+    def __init__(self, cfg: EmoReasonFaceConfig, feature_size: int) -> None:
         super().__init__()
         d = cfg.hidden_size
         self.feature_size = feature_size
@@ -90,7 +93,7 @@ class AudioEncoder(nn.Module):
     pretrained weights with :meth:`load_whisper`. Prosody channels are then pooled ×2 and added after projection.
     """
 
-    def __init__(self, cfg: SimpleNamespace, feature_size: int) -> None:
+    def __init__(self, cfg: EmoReasonAudioConfig, feature_size: int) -> None:
         super().__init__()
         d = cfg.hidden_size
         self.n_mels, self.feature_size = cfg.n_mels, feature_size

@@ -19,7 +19,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput
 
 from .compressor import Expert, MoECompressor, uniform_pool
-from .configuration_emoreason import EmoReasonConfig, as_ns
+from .configuration_emoreason import EmoReasonConfig
 from .encoders import AudioEncoder, FaceEncoder
 
 # transformers 5.24 renamed the KV cache argument and output field ``past_key_values`` to ``cache``; the older name is
@@ -75,7 +75,7 @@ class ModalityTower(nn.Module):
 
     def __init__(self, encoder: nn.Module, d: int, budget: int, config: EmoReasonConfig, text_hidden: int) -> None:
         super().__init__()
-        c = as_ns(config.compressor_config)
+        c = config.compressor_config
         self.encoder, self.budget = encoder, budget
         self.compressor = None
         if config.use_compressor:
@@ -98,7 +98,7 @@ def modality_towers(config: EmoReasonConfig) -> tuple[ModalityTower | None, Moda
     """The face and audio towers the config asks for (``None`` where ``use_face``/``use_audio`` is off); the
     transformers model and the vLLM plugin's model build them alike, so their weights load under the same names."""
     hidden = config.text_config.hidden_size
-    face, audio = as_ns(config.face_config), as_ns(config.audio_config)
+    face, audio = config.face_config, config.audio_config
     face_tower = audio_tower = None
     if config.use_face:
         enc = FaceEncoder(face, config.face_feature_size)
