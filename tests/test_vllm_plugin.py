@@ -387,3 +387,21 @@ def test_throughput_benchmark_on_a_trained_checkpoint_and_real_evidence(tmp_path
     assert bench_vllm.main([*argv, "--eager"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["model"] == str(d) and res["identical_answers"] == 2 and res["prompt_tokens_min_max"][0] > 100
+
+
+def test_raw_audio_at_another_rate_is_resampled_as_media_loading_does(served) -> None:
+    """A raw waveform at another sampling rate reaches the processor resampled to its rate by the project's resampler
+    (the one media loading uses), so the features equal those of the served path."""
+    import numpy as np
+
+    from emoreason.models.emoreason import EmoReasonProcessor
+    from emoreason.models.emoreason.testing import tiny_audio
+    from emoreason.perception.audio import resample
+    from emoreason.serving.vllm_model import EmoReasonDataParser
+
+    d, ev = served["model"], served["evidence"]
+    wave8k = resample(tiny_audio(2.0), 16000, 8000).astype(np.float32)
+    got = EmoReasonDataParser(str(d))._raw_audio({"waveform": wave8k, "sampling_rate": 8000, "evidence": ev})
+    want = EmoReasonProcessor.from_pretrained(d).audio_features(resample(wave8k, 8000, 16000).astype(np.float32), ev)
+    np.testing.assert_array_equal(got["audio_values"], want)
+    assert got["audio_mask"].all() and len(got["audio_mask"]) == len(want)

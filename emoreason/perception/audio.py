@@ -51,13 +51,14 @@ def speech_segments(samples: np.ndarray, sr: int = SR) -> list[tuple[float, floa
     """Speech segments ``(start_s, end_s)`` from faster-whisper's bundled Silero VAD."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    y = samples if sr == SR else _resample(samples, sr, SR)
+    y = samples if sr == SR else resample(samples, sr, SR)
     opts = VadOptions(min_silence_duration_ms=int(VAD_MIN_SILENCE_S * 1000), speech_pad_ms=int(VAD_PAD_S * 1000))
     stamps = get_speech_timestamps(np.ascontiguousarray(y, np.float32), opts, sampling_rate=SR)
     return [(round(s["start"] / SR, 3), round(s["end"] / SR, 3)) for s in stamps]
 
 
-def _resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
+def resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
+    """``y`` from ``sr`` Hz to ``target`` Hz (librosa's resampler, as :func:`emoreason.media.load_audio` uses)."""
     import librosa
 
     return librosa.resample(y, orig_sr=sr, target_sr=target)
@@ -135,7 +136,7 @@ def analyze_prosody(samples: np.ndarray, sr: int = SR) -> Prosody:
     if not np.all(np.isfinite(y)):
         raise MediaError("audio holds NaN or infinite samples")
     if sr != SR:
-        y = _resample(y, sr, SR).astype(np.float32)
+        y = resample(y, sr, SR).astype(np.float32)
     hop = int(round(HOP_S * SR))
     frame = int(round(FRAME_S * SR))
     if len(y) < frame:

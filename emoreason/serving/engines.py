@@ -493,7 +493,7 @@ class VLLMClipModel(_VLLMGreedy):
         from emoreason.knowledge.taxonomy import ALL_EMOTIONS
         from emoreason.reasoning.label_scores import label_continuations, normalised
 
-        parts = label_continuations(tokenizer, reply)
+        parts = label_continuations(tokenizer, reply, ALL_EMOTIONS)
         if parts is None:
             return {}
         pre, conts = parts

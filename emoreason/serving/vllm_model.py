@@ -116,13 +116,10 @@ class EmoReasonDataParser(MultiModalDataParser):
             wave, sr = data, None
         proc = self._features()
         wave = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave, np.float32)
-        if sr is not None and int(sr) != proc.sampling_rate:
-            from fractions import Fraction
+        if sr is not None and int(sr) != proc.sampling_rate:  # (librosa is safe in vLLM: vllm_plugin.guard_llvmlite)
+            from emoreason.perception.audio import resample
 
-            from scipy.signal import resample_poly
-
-            f = Fraction(proc.sampling_rate, int(sr))
-            wave = resample_poly(wave, f.numerator, f.denominator).astype(np.float32)
+            wave = resample(wave, int(sr), proc.sampling_rate).astype(np.float32)
         feats = proc.audio_features(wave, evidence)
         return {"audio_values": feats, "audio_mask": np.ones(len(feats), bool)}
 

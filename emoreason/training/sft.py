@@ -247,7 +247,12 @@ def save_outputs(trainer: Any, args: EmoArguments, summary: dict) -> dict:
     out = Path(trainer.args.output_dir)
     trainer.save_model(str(out))
     model = trainer.model
-    if args.use_peft and args.save_merged and hasattr(model, "merge_and_unload") and not args.load_in_4bit:
+    if (
+        args.use_peft
+        and args.save_merged
+        and hasattr(model, "merge_and_unload")
+        and not (args.load_in_4bit or args.load_in_8bit)
+    ):
         merged = model.merge_and_unload()
         merged.save_pretrained(out / "merged")
         trainer.processing_class.save_pretrained(out / "merged")
