@@ -4,8 +4,8 @@ A ``<|face|>`` (``<|audio|>``) in the text becomes ``<|face_start|>`` + ``face_t
 ``<|face_end|>``, so the placeholder count always equals the model's budget. ``face_values`` (B, T, F) are built from
 ``Evidence.aus`` (+ ``face.poses``, ``face.present``, optional landmarks) resampled to ``face_fps`` and capped at
 ``max_face_frames`` (uniform resampling); ``audio_values`` (B, frames, n_mels [+ prosody]) are Whisper's log-mel
-(``WhisperFeatureExtractor``) at 100 frames/s, average-pooled down when longer than ``max_audio_frames``. Clips are padded to the
-longest in the batch with boolean masks. Only samples whose text holds a placeholder contribute a clip.
+(``WhisperFeatureExtractor``) at 100 frames/s, average-pooled down when longer than ``max_audio_frames``. Clips are
+padded to the longest in the batch with boolean masks. Only samples whose text holds a placeholder contribute a clip.
 """
 
 from __future__ import annotations
